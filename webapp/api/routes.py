@@ -1,0 +1,128 @@
+"""API v1 views: parse JSON, call one inventory function, answer JSON."""
+
+from __future__ import annotations
+
+from flask import current_app, request
+
+from .. import inventory
+from ..errors import DomainError, ValidationError
+from . import bp
+from .auth import admin_required
+from .serializers import enrollment_to_json, link_to_json, network_to_json, node_to_json
+
+NODE_CREATE_FIELDS = frozenset(
+    {"name", "endpoint", "listen_port", "location", "bridge_priority", "underlay_ip", "overlay_ip"}
+)
+LINK_CREATE_FIELDS = frozenset({"a", "b", "cost"})
+
+
+@bp.errorhandler(DomainError)
+def domain_error(error: DomainError):
+    return error.as_dict(), error.status
+
+
+def json_object(allowed: frozenset[str] | None = None) -> dict:
+    """The request body as a JSON object, refusing other shapes and (if given) unknown fields."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ValidationError("body", "the request body must be a JSON object (Content-Type: application/json)")
+    if allowed is not None:
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise ValidationError(unknown[0], f"{unknown[0]}: unknown field; allowed: {', '.join(sorted(allowed))}")
+    return body
+
+
+def _enroll(node) -> dict:
+    enrollment = inventory.issue_enrollment(
+        node, app_url=current_app.config["PRIVNET_URL"], ttl_seconds=current_app.config["PRIVNET_ENROLLMENT_TTL"]
+    )
+    return enrollment_to_json(enrollment)
+
+
+@bp.get("/nodes")
+@admin_required
+def list_nodes():
+    return {"nodes": [node_to_json(node) for node in inventory.list_nodes()]}
+
+
+@bp.post("/nodes")
+@admin_required
+def create_node():
+    body = json_object(NODE_CREATE_FIELDS)
+    node = inventory.create_node(name=body.pop("name", None), **body, secret_key=current_app.config["SECRET_KEY"])
+    return {**node_to_json(node), "enroll": _enroll(node)}, 201
+
+
+@bp.get("/nodes/<name>")
+@admin_required
+def show_node(name: str):
+    return node_to_json(inventory.get_node(name))
+
+
+@bp.patch("/nodes/<name>")
+@admin_required
+def update_node(name: str):
+    node = inventory.get_node(name)
+    return node_to_json(inventory.update_node(node, json_object()))
+
+
+@bp.delete("/nodes/<name>")
+@admin_required
+def delete_node(name: str):
+    inventory.delete_node(inventory.get_node(name))
+    return "", 204
+
+
+@bp.post("/nodes/<name>/enrollment")
+@admin_required
+def issue_enrollment(name: str):
+    return _enroll(inventory.get_node(name)), 201
+
+
+@bp.get("/links")
+@admin_required
+def list_links():
+    return {"links": [link_to_json(link) for link in inventory.list_links()]}
+
+
+@bp.post("/links")
+@admin_required
+def create_link():
+    body = json_object(LINK_CREATE_FIELDS)
+    if "a" not in body or "b" not in body:
+        missing = "a" if "a" not in body else "b"
+        raise ValidationError(missing, f"{missing} is required: a link joins nodes a and b")
+    return link_to_json(inventory.create_link(**body)), 201
+
+
+@bp.get("/links/<a>/<b>")
+@admin_required
+def show_link(a: str, b: str):
+    return link_to_json(inventory.find_link(a, b))
+
+
+@bp.patch("/links/<a>/<b>")
+@admin_required
+def update_link(a: str, b: str):
+    link = inventory.find_link(a, b)
+    return link_to_json(inventory.update_link(link, json_object()))
+
+
+@bp.delete("/links/<a>/<b>")
+@admin_required
+def delete_link(a: str, b: str):
+    inventory.delete_link(inventory.find_link(a, b))
+    return "", 204
+
+
+@bp.get("/network")
+@admin_required
+def show_network():
+    return network_to_json(inventory.get_network())
+
+
+@bp.patch("/network")
+@admin_required
+def update_network():
+    return network_to_json(inventory.update_network(json_object()))

@@ -1,0 +1,64 @@
+"""``flask --app wsgi admin …``: create administrators and API tokens from the shell."""
+
+from __future__ import annotations
+
+import os
+
+import click
+from flask import Blueprint
+
+from . import accounts
+from .errors import DomainError
+
+bp = Blueprint("admin", __name__, cli_group="admin")
+
+
+@bp.cli.command("create")
+@click.argument("name")
+def create_admin_command(name: str) -> None:
+    """Create admin NAME; the password comes from PRIVNET_ADMIN_PASSWORD or a prompt."""
+    password = os.environ.get("PRIVNET_ADMIN_PASSWORD") or click.prompt(
+        "Password", hide_input=True, confirmation_prompt=True
+    )
+    try:
+        accounts.create_admin(name, password)
+    except DomainError as error:
+        raise click.ClickException(error.message) from None
+    click.echo(f"admin '{name}' created")
+
+
+@bp.cli.command("token")
+@click.argument("name")
+def token_command(name: str) -> None:
+    """Print a new API token for admin NAME (shown once, stored hashed)."""
+    try:
+        click.echo(accounts.issue_admin_token(name))
+    except DomainError as error:
+        raise click.ClickException(error.message) from None
+
+
+@bp.cli.command("ensure")
+@click.argument("name")
+def ensure_admin_command(name: str) -> None:
+    """Create admin NAME with a random password if there is no admin at all; print how to log in."""
+    if accounts.admin_count():
+        click.echo("an admin exists already: log in with your password")
+        return
+    password = os.environ.get("PRIVNET_ADMIN_PASSWORD") or accounts.random_password()
+    accounts.create_admin(name, password)
+    click.echo(f"created admin '{name}' with password: {password}")
+    click.echo("log in at /login and change it with: flask --app wsgi admin password " + name)
+
+
+@bp.cli.command("password")
+@click.argument("name")
+def password_command(name: str) -> None:
+    """Set a new password for admin NAME (from PRIVNET_ADMIN_PASSWORD or a prompt)."""
+    password = os.environ.get("PRIVNET_ADMIN_PASSWORD") or click.prompt(
+        "New password", hide_input=True, confirmation_prompt=True
+    )
+    try:
+        accounts.set_admin_password(name, password)
+    except DomainError as error:
+        raise click.ClickException(error.message) from None
+    click.echo(f"password of '{name}' changed")

@@ -1,0 +1,371 @@
+"""The network's inventory: create, change and delete nodes and links (the service layer).
+
+Views call one function here per action. Every function validates first and raises a typed
+``DomainError`` before anything is written, commits on success, and rolls back on failure, so a
+refusal leaves the database as it was. Allocation is race-free: the database's unique constraints
+decide, and a create that lost a race retries with the next free value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+
+from . import addressing, keys, tokens, validation
+from .errors import ConflictError, NotFoundError, ValidationError
+from .extensions import db
+from .models import Link, Network, Node
+
+ALLOCATION_ATTEMPTS = 30
+DEFAULT_COST = 100
+DEFAULT_PRIORITY = 32768
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """A freshly issued enrollment link; ``secret`` is shown once and stored only hashed."""
+
+    secret: str
+    url: str
+    command: str
+    expires_at: datetime
+
+
+def get_network() -> Network:
+    """The installation's network, created with the seed's defaults on first use."""
+    network = db.session.get(Network, 1)
+    if network is None:
+        network = Network(id=1)
+        db.session.add(network)
+        try:
+            db.session.commit()
+        except IntegrityError:  # another request created it first
+            db.session.rollback()
+            network = db.session.get(Network, 1)
+    return network
+
+
+def get_node(name: str) -> Node:
+    """The node called ``name``, or ``NotFoundError``."""
+    node = db.session.execute(select(Node).where(Node.name == name)).scalar_one_or_none()
+    if node is None:
+        raise NotFoundError("name", f"no node is called '{name}'")
+    return node
+
+
+def list_nodes() -> list[Node]:
+    return list(db.session.execute(select(Node).order_by(Node.name)).scalars())
+
+
+def list_links() -> list[Link]:
+    return list(db.session.execute(select(Link).order_by(Link.vni)).scalars())
+
+
+def links_of(node: Node) -> list[Link]:
+    """Every link with ``node`` at either end."""
+    query = select(Link).where(or_(Link.node_a_id == node.id, Link.node_b_id == node.id)).order_by(Link.vni)
+    return list(db.session.execute(query).scalars())
+
+
+def _with_allocation_retry(attempt: Callable[[], T]) -> T:
+    """Run ``attempt`` (which adds and commits) until no unique constraint refuses it.
+
+    Two concurrent creates may compute the same lowest free address or VNI; the database lets one
+    commit and refuses the other, which then recomputes. A conflict that is not a race (a taken
+    name) is raised by ``attempt`` itself as a ``ConflictError`` before it writes.
+    """
+    for attempt_number in range(ALLOCATION_ATTEMPTS):
+        try:
+            return attempt()
+        except IntegrityError:
+            db.session.rollback()
+            # Jittered backoff: losers of one race should not collide again in lockstep.
+            time.sleep(random.uniform(0, 0.002 * (attempt_number + 1)))  # noqa: S311 (not a secret)
+    raise ConflictError("name", "the database stayed busy with concurrent changes; try again")
+
+
+def _used_column(column) -> list:
+    return list(db.session.execute(select(column)).scalars())
+
+
+def _endpoint_fields(endpoint: object) -> tuple[str | None, int | None]:
+    if endpoint is None or endpoint == "":
+        return None, None
+    parsed = validation.parse_endpoint(endpoint)
+    return parsed.host, parsed.port
+
+
+def issue_enrollment(node: Node, *, app_url: str, ttl_seconds: int) -> Enrollment:
+    """A new enrollment link for ``node``; every older one stops working. Commits."""
+    tokens.revoke_tokens("enrollment", node=node)
+    secret, token = tokens.issue_token("enrollment", node=node, ttl=timedelta(seconds=ttl_seconds))
+    db.session.commit()
+    url = f"{app_url}/enroll/{secret}"
+    return Enrollment(secret=secret, url=url, command=f"curl -fsSL {url} | sudo sh", expires_at=token.expires_at)
+
+
+def create_node(
+    *,
+    name: object,
+    endpoint: object = None,
+    listen_port: object = None,
+    location: object = None,
+    bridge_priority: object = None,
+    underlay_ip: object = None,
+    overlay_ip: object = None,
+    secret_key: str,
+) -> Node:
+    """A new node with a fresh key pair and the lowest free addresses (or the requested ones)."""
+    network = get_network()
+    name = validation.validate_node_name(name, bridge_name=network.bridge_name)
+    endpoint_host, endpoint_port = _endpoint_fields(endpoint)
+    port = (
+        network.listen_port if listen_port in (None, "") else validation.validate_port(listen_port, field="listen_port")
+    )
+    location = validation.validate_location(location)
+    priority = DEFAULT_PRIORITY if bridge_priority in (None, "") else validation.validate_priority(bridge_priority)
+    underlay = ipaddress.IPv4Network(network.underlay_cidr)
+    overlay = ipaddress.IPv4Network(network.overlay_cidr)
+    pair = keys.generate_keypair()
+    sealed = keys.encrypt_private_key(pair.private_key, secret_key)
+
+    def attempt() -> Node:
+        if db.session.execute(select(Node.id).where(Node.name == name)).first():
+            raise ConflictError("name", f"a node called '{name}' already exists")
+        used_underlay = _used_column(Node.underlay_ip)
+        used_overlay = _used_column(Node.overlay_ip)
+        node = Node(
+            name=name,
+            location=location,
+            endpoint_host=endpoint_host,
+            endpoint_port=endpoint_port,
+            listen_port=port,
+            underlay_ip=(
+                addressing.lowest_free_address(underlay, used_underlay, field="underlay_ip")
+                if underlay_ip in (None, "")
+                else addressing.check_requested_address(underlay, underlay_ip, used_underlay, field="underlay_ip")
+            ),
+            overlay_ip=(
+                addressing.lowest_free_address(overlay, used_overlay, field="overlay_ip")
+                if overlay_ip in (None, "")
+                else addressing.check_requested_address(overlay, overlay_ip, used_overlay, field="overlay_ip")
+            ),
+            public_key=pair.public_key,
+            private_key_encrypted=sealed,
+            bridge_priority=priority,
+        )
+        db.session.add(node)
+        db.session.commit()
+        return node
+
+    try:
+        return _with_allocation_retry(attempt)
+    except Exception:
+        db.session.rollback()
+        raise
+
+
+UPDATABLE_NODE_FIELDS = frozenset(
+    {"endpoint", "listen_port", "location", "bridge_priority", "underlay_ip", "overlay_ip"}
+)
+
+
+def update_node(node: Node, changes: dict) -> Node:
+    """Apply ``changes`` (a subset of ``UPDATABLE_NODE_FIELDS``) all or nothing. Commits."""
+    unknown = sorted(set(changes) - UPDATABLE_NODE_FIELDS)
+    if unknown:
+        field = unknown[0]
+        rule = (
+            "the name cannot be changed (it is an interface name on every peer)"
+            if field == "name"
+            else (f"unknown field; a node's changeable fields are {', '.join(sorted(UPDATABLE_NODE_FIELDS))}")
+        )
+        raise ValidationError(field, f"{field}: {rule}")
+    network = get_network()
+    values: dict = {}
+    if "endpoint" in changes:
+        values["endpoint_host"], values["endpoint_port"] = _endpoint_fields(changes["endpoint"])
+        if values["endpoint_host"] is None:
+            stranded = [link.peer_of(node).name for link in links_of(node) if not link.peer_of(node).endpoint]
+            if stranded:
+                raise ValidationError(
+                    "endpoint",
+                    f"endpoint cannot be removed: {', '.join(stranded)} also lack(s) one, so the link(s) "
+                    "could not be reached from either end; delete those links first",
+                )
+    if "listen_port" in changes:
+        values["listen_port"] = validation.validate_port(changes["listen_port"], field="listen_port")
+    if "location" in changes:
+        values["location"] = validation.validate_location(changes["location"])
+    if "bridge_priority" in changes:
+        values["bridge_priority"] = validation.validate_priority(changes["bridge_priority"])
+    for field, cidr in (("underlay_ip", network.underlay_cidr), ("overlay_ip", network.overlay_cidr)):
+        if field in changes and changes[field] != getattr(node, field):
+            used = [ip for ip in _used_column(getattr(Node, field)) if ip != getattr(node, field)]
+            values[field] = addressing.check_requested_address(
+                ipaddress.IPv4Network(cidr), changes[field], used, field=field
+            )
+    for attribute, value in values.items():
+        setattr(node, attribute, value)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise ConflictError(next(iter(values), "name"), "another change took that address first; try again") from None
+    return node
+
+
+def delete_node(node: Node) -> None:
+    """Delete ``node``, its links and tokens; its addresses and VNIs become free. Commits."""
+    for link in links_of(node):
+        db.session.delete(link)
+    db.session.delete(node)
+    db.session.commit()
+
+
+def _ordered_pair(a: Node, b: Node) -> tuple[Node, Node]:
+    return (a, b) if a.id < b.id else (b, a)
+
+
+def find_link(a_name: str, b_name: str) -> Link:
+    """The link between two named nodes, in either order, or ``NotFoundError``."""
+    a, b = _ordered_pair(get_node(a_name), get_node(b_name))
+    link = db.session.execute(select(Link).where(Link.node_a_id == a.id, Link.node_b_id == b.id)).scalar_one_or_none()
+    if link is None:
+        raise NotFoundError("b", f"there is no link between {a_name} and {b_name}")
+    return link
+
+
+def create_link(*, a: object, b: object, cost: object = None) -> Link:
+    """A link between two existing nodes with the lowest free VNI. Commits."""
+    network = get_network()
+    a_name = validation.validate_node_name(a, field="a", bridge_name=network.bridge_name)
+    b_name = validation.validate_node_name(b, field="b", bridge_name=network.bridge_name)
+    if a_name == b_name:
+        raise ValidationError("b", "b must be a different node from a: a link joins two nodes")
+    link_cost = DEFAULT_COST if cost in (None, "") else validation.validate_cost(cost)
+    try:
+        node_a = get_node(a_name)
+    except NotFoundError:
+        raise NotFoundError("a", f"a: no node is called '{a_name}'") from None
+    try:
+        node_b = get_node(b_name)
+    except NotFoundError:
+        raise NotFoundError("b", f"b: no node is called '{b_name}'") from None
+    if not node_a.endpoint and not node_b.endpoint:
+        raise ValidationError(
+            "b",
+            f"neither {a_name} nor {b_name} has an endpoint, so neither can reach the other: "
+            "give one of them an endpoint first",
+        )
+    first, second = _ordered_pair(node_a, node_b)
+
+    def attempt() -> Link:
+        exists = select(Link.id).where(Link.node_a_id == first.id, Link.node_b_id == second.id)
+        if db.session.execute(exists).first():
+            raise ConflictError("b", f"{a_name} and {b_name} are already linked")
+        link = Link(
+            node_a_id=first.id,
+            node_b_id=second.id,
+            vni=addressing.lowest_free_vni(_used_column(Link.vni)),
+            cost=link_cost,
+        )
+        db.session.add(link)
+        db.session.commit()
+        return link
+
+    try:
+        return _with_allocation_retry(attempt)
+    except Exception:
+        db.session.rollback()
+        raise
+
+
+def update_link(link: Link, changes: dict) -> Link:
+    """Change a link's ``cost`` or ``enabled``. Commits."""
+    unknown = sorted(set(changes) - {"cost", "enabled"})
+    if unknown:
+        raise ValidationError(unknown[0], f"{unknown[0]}: unknown field; a link's changeable fields are cost, enabled")
+    cost = validation.validate_cost(changes["cost"]) if "cost" in changes else link.cost
+    enabled = changes.get("enabled", link.enabled)
+    if not isinstance(enabled, bool):
+        raise ValidationError("enabled", "enabled must be true or false")
+    link.cost, link.enabled = cost, enabled
+    db.session.commit()
+    return link
+
+
+def delete_link(link: Link) -> None:
+    """Delete ``link``; its VNI becomes free. Commits."""
+    db.session.delete(link)
+    db.session.commit()
+
+
+NETWORK_FIELDS = (
+    "name",
+    "underlay_cidr",
+    "overlay_cidr",
+    "bridge_name",
+    "vxlan_port",
+    "listen_port",
+    "stp_hello_time",
+    "stp_forward_delay",
+    "stp_max_age",
+    "report_interval",
+)
+
+
+def update_network(changes: dict) -> Network:
+    """Change network settings all or nothing; a CIDR must still hold every node's address."""
+    unknown = sorted(set(changes) - set(NETWORK_FIELDS))
+    if unknown:
+        raise ValidationError(
+            unknown[0], f"{unknown[0]}: unknown field; the network's fields are {', '.join(NETWORK_FIELDS)}"
+        )
+    network = get_network()
+    merged = {field: changes.get(field, getattr(network, field)) for field in NETWORK_FIELDS}
+    name = merged["name"]
+    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 64 or not name.isprintable():
+        raise ValidationError("name", "name must be 1-64 printable characters")
+    values = {"name": name.strip()}
+    nodes = list_nodes()
+    for field, attribute in (("underlay_cidr", "underlay_ip"), ("overlay_cidr", "overlay_ip")):
+        cidr = validation.validate_cidr(merged[field], field=field)
+        hosts = (int(cidr.network_address) + 1, int(cidr.broadcast_address) - 1)
+        outside = [
+            node.name
+            for node in nodes
+            if not hosts[0] <= int(ipaddress.IPv4Address(getattr(node, attribute))) <= hosts[1]
+        ]
+        if outside:
+            raise ValidationError(
+                field, f"{field} {cidr} has no host address for {', '.join(outside[:5])}; move them first"
+            )
+        values[field] = str(cidr)
+    if ipaddress.IPv4Network(values["underlay_cidr"]).overlaps(ipaddress.IPv4Network(values["overlay_cidr"])):
+        raise ValidationError("overlay_cidr", "overlay_cidr must not overlap underlay_cidr")
+    values["bridge_name"] = validation.validate_interface_name(merged["bridge_name"], field="bridge_name")
+    if any(node.name == values["bridge_name"] for node in nodes):
+        raise ValidationError("bridge_name", f"bridge_name '{values['bridge_name']}' is already a node's name")
+    values["vxlan_port"] = validation.validate_port(merged["vxlan_port"], field="vxlan_port")
+    values["listen_port"] = validation.validate_port(merged["listen_port"], field="listen_port")
+    (values["stp_hello_time"], values["stp_forward_delay"], values["stp_max_age"]) = validation.validate_stp_timers(
+        merged["stp_hello_time"], merged["stp_forward_delay"], merged["stp_max_age"]
+    )
+    values["report_interval"] = validation.validate_int_range(
+        merged["report_interval"], field="report_interval", low=2, high=3600, unit="seconds"
+    )
+    for attribute, value in values.items():
+        setattr(network, attribute, value)
+    db.session.commit()
+    return network

@@ -1,0 +1,28 @@
+"""Network settings: one form over ``inventory.update_network``."""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, url_for
+from flask_login import login_required
+
+from .. import inventory
+from ..errors import DomainError
+from ..formtools import form_values, show_domain_error
+from . import bp
+from .forms import NetworkForm
+
+
+@bp.route("/", methods=["GET", "POST"])
+@login_required
+def edit_network():
+    network = inventory.get_network()
+    form = NetworkForm(data={field: str(getattr(network, field)) for field in inventory.NETWORK_FIELDS})
+    if form.validate_on_submit():
+        try:
+            inventory.update_network(form_values(form, inventory.NETWORK_FIELDS))
+        except DomainError as error:
+            show_domain_error(form, error)
+        else:
+            flash("Network settings saved. Hosts pick them up when their setup script runs again.")
+            return redirect(url_for("network.edit_network"))
+    return render_template("network/edit.html", form=form)

@@ -1,0 +1,103 @@
+"""Node pages: thin views over ``webapp.inventory``."""
+
+from __future__ import annotations
+
+from flask import abort, current_app, flash, redirect, render_template, url_for
+from flask_login import login_required
+
+from .. import inventory
+from ..errors import DomainError, NotFoundError
+from ..formtools import form_values, show_domain_error
+from . import bp
+from .forms import ConfirmForm, NodeForm
+
+EDITABLE_FIELDS = ("location", "endpoint", "listen_port", "bridge_priority", "underlay_ip", "overlay_ip")
+
+
+def _node_or_404(name: str):
+    try:
+        return inventory.get_node(name)
+    except NotFoundError:
+        abort(404, description=f"No node is called '{name}'.")
+
+
+@bp.route("/")
+@login_required
+def list_nodes():
+    return render_template("nodes/list.html", nodes=inventory.list_nodes(), network=inventory.get_network())
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@login_required
+def create_node():
+    form = NodeForm()
+    if form.validate_on_submit():
+        try:
+            node = inventory.create_node(
+                secret_key=current_app.config["SECRET_KEY"],
+                **form_values(form, ("name", *EDITABLE_FIELDS)),
+            )
+        except DomainError as error:
+            show_domain_error(form, error)
+        else:
+            flash(f"Node {node.name} created: {node.underlay_ip} on the underlay, {node.overlay_ip} on the overlay.")
+            enrollment = inventory.issue_enrollment(
+                node,
+                app_url=current_app.config["PRIVNET_URL"],
+                ttl_seconds=current_app.config["PRIVNET_ENROLLMENT_TTL"],
+            )
+            return render_template("nodes/enrollment.html", node=node, enrollment=enrollment)
+    return render_template("nodes/form.html", form=form, node=None)
+
+
+@bp.route("/<name>")
+@login_required
+def show_node(name: str):
+    node = _node_or_404(name)
+    return render_template("nodes/detail.html", node=node, links=inventory.links_of(node), confirm_form=ConfirmForm())
+
+
+@bp.route("/<name>/edit", methods=["GET", "POST"])
+@login_required
+def edit_node(name: str):
+    node = _node_or_404(name)
+    form = NodeForm(data={"name": node.name, **{field: _form_value(node, field) for field in EDITABLE_FIELDS}})
+    if form.validate_on_submit():
+        try:
+            inventory.update_node(node, form_values(form, EDITABLE_FIELDS))
+        except DomainError as error:
+            show_domain_error(form, error)
+        else:
+            flash(f"Node {node.name} saved.")
+            return redirect(url_for("nodes.show_node", name=node.name))
+    return render_template("nodes/form.html", form=form, node=node)
+
+
+def _form_value(node, field: str) -> str:
+    value = getattr(node, field)
+    return "" if value is None else str(value)
+
+
+@bp.route("/<name>/delete", methods=["GET", "POST"])
+@login_required
+def delete_node(name: str):
+    node = _node_or_404(name)
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        inventory.delete_node(node)
+        flash(f"Node {name} and its links were deleted; its addresses and VNIs are free again.")
+        return redirect(url_for("nodes.list_nodes"))
+    return render_template("nodes/delete.html", node=node, links=inventory.links_of(node), form=form)
+
+
+@bp.route("/<name>/enrollment", methods=["POST"])
+@login_required
+def issue_enrollment(name: str):
+    """A fresh enrollment link, shown once: only its hash is stored."""
+    node = _node_or_404(name)
+    if not ConfirmForm().validate_on_submit():
+        abort(400, description="The form expired; reload the page and try again.")
+    enrollment = inventory.issue_enrollment(
+        node, app_url=current_app.config["PRIVNET_URL"], ttl_seconds=current_app.config["PRIVNET_ENROLLMENT_TTL"]
+    )
+    return render_template("nodes/enrollment.html", node=node, enrollment=enrollment)
