@@ -98,6 +98,12 @@ def _used_column(column) -> list:
     return list(db.session.execute(select(column)).scalars())
 
 
+def _used_addresses() -> tuple[set[str], set[str]]:
+    """Every node's underlay and overlay address, in one round trip (the hot path of a create)."""
+    rows = db.session.execute(select(Node.underlay_ip, Node.overlay_ip)).tuples().all()
+    return {row[0] for row in rows}, {row[1] for row in rows}
+
+
 def _endpoint_fields(endpoint: object) -> tuple[str | None, int | None]:
     if endpoint is None or endpoint == "":
         return None, None
@@ -142,8 +148,7 @@ def create_node(
     def attempt() -> Node:
         if db.session.execute(select(Node.id).where(Node.name == name)).first():
             raise ConflictError("name", f"a node called '{name}' already exists")
-        used_underlay = _used_column(Node.underlay_ip)
-        used_overlay = _used_column(Node.overlay_ip)
+        used_underlay, used_overlay = _used_addresses()
         node = Node(
             name=name,
             location=location,
