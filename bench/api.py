@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from webapp import accounts, create_app, inventory  # noqa: E402
-from webapp.config import TestingConfig  # noqa: E402
-from webapp.extensions import db  # noqa: E402
+from webapp import accounts, create_app, inventory
+from webapp.config import TestingConfig
+from webapp.extensions import db
 
 SIZES = (10, 1000)
 REPEATS = 30

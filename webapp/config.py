@@ -28,7 +28,7 @@ class Config:
     PRIVNET_ENROLLMENT_TTL = int(os.environ.get("PRIVNET_ENROLLMENT_TTL", 24 * 3600))
     PRIVNET_LOGIN_RATE_LIMIT = os.environ.get("PRIVNET_LOGIN_RATE_LIMIT", "10 per minute")
     # werkzeug's scrypt (N=2^15); see TestingConfig for why the tests use less.
-    PRIVNET_PASSWORD_HASH = "scrypt"
+    PRIVNET_PASSWORD_HASH = "scrypt"  # noqa: S105 (a method name, not a password)
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
     RATELIMIT_HEADERS_ENABLED = True
     SESSION_COOKIE_HTTPONLY = True
@@ -65,7 +65,7 @@ class TestingConfig(Config):
     SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL") or "sqlite://"
     WTF_CSRF_ENABLED = False
     # A cheap scrypt keeps each test's login fast; the hashing code path is the same.
-    PRIVNET_PASSWORD_HASH = "scrypt:1024:8:1"
+    PRIVNET_PASSWORD_HASH = "scrypt:1024:8:1"  # noqa: S105 (a method name)
     RATELIMIT_ENABLED = False
     PRIVNET_URL = "http://privnet.test"
 

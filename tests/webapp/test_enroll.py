@@ -36,7 +36,9 @@ def test_unknown_revoked_and_expired_tokens_get_a_bare_404(api, client, db):
     first = enroll_secret(api("POST", "/api/v1/nodes", {"name": "rho"}).json["enroll"])
     second = enroll_secret(api("POST", "/api/v1/nodes/rho/enrollment").json)
     assert client.get(f"/enroll/{second}").status_code == 200
-    token = db.session.execute(db.select(Token).where(Token.revoked_at.is_(None), Token.kind == "enrollment")).scalar_one()
+    token = db.session.execute(
+        db.select(Token).where(Token.revoked_at.is_(None), Token.kind == "enrollment")
+    ).scalar_one()
     token.expires_at = utcnow() - timedelta(seconds=1)
     db.session.commit()
     for secret in (first, second, "x" * 43, "short", "../../etc/passwd"):
