@@ -1,0 +1,1 @@
+"""Tests of the lab itself (lab/): topologies, namespaces, private mounts, NAT, teardown."""
