@@ -100,7 +100,7 @@ def _used_column(column) -> list:
 
 def _used_addresses() -> tuple[set[str], set[str]]:
     """Every node's underlay and overlay address, in one round trip (the hot path of a create)."""
-    rows = db.session.execute(select(Node.underlay_ip, Node.overlay_ip)).tuples().all()
+    rows = db.session.execute(select(Node.underlay_ip, Node.overlay_ip)).all()
     return {row[0] for row in rows}, {row[1] for row in rows}
 
 

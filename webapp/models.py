@@ -158,3 +158,32 @@ class Token(db.Model):
 
     node: Mapped[Node | None] = relationship(back_populates="tokens")
     user: Mapped[User | None] = relationship()
+
+
+class NodeReport(db.Model):
+    """The latest report each node's agent posted, as validated JSON, with when it arrived."""
+
+    __tablename__ = "node_report"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("node.id", ondelete="CASCADE"), unique=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    payload: Mapped[str] = mapped_column(db.Text)
+
+    node: Mapped[Node] = relationship()
+
+
+class TopologyChange(db.Model):
+    """One change a node saw between two reports (root, root port, a port's state): the timeline."""
+
+    __tablename__ = "topology_change"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("node.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    kind: Mapped[str] = mapped_column(db.String(32))
+    port: Mapped[str | None] = mapped_column(db.String(15))
+    old: Mapped[str | None] = mapped_column(db.String(32))
+    new: Mapped[str | None] = mapped_column(db.String(32))
+
+    node: Mapped[Node] = relationship()

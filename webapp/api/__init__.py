@@ -8,4 +8,4 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # Bearer-token clients carry no CSRF token; session writes are checked in api.auth instead.
 csrf.exempt(bp)
 
-from . import routes  # noqa: E402,F401
+from . import agent, routes  # noqa: E402,F401

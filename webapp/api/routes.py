@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import current_app, request
 
-from .. import inventory
+from .. import inventory, monitoring
 from ..errors import DomainError, ValidationError
 from . import bp
 from .auth import admin_required
@@ -126,3 +126,9 @@ def show_network():
 @admin_required
 def update_network():
     return network_to_json(inventory.update_network(json_object()))
+
+
+@bp.get("/topology")
+@admin_required
+def show_topology():
+    return monitoring.current_topology().to_dict()
