@@ -12,6 +12,8 @@ from webapp.config import TestingConfig
 from webapp.errors import ConflictError
 from webapp.models import Link, Node
 
+pytestmark = pytest.mark.postgres
+
 THREADS = 8
 NODES_PER_THREAD = 6
 
