@@ -15,7 +15,6 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.factories import make_link, make_node
 from webapp import create_app
 from webapp.config import TestingConfig
 from webapp.extensions import db as _db
@@ -109,26 +108,3 @@ def api(client: FlaskClient, api_token: str):
         return client.open(path, method=method, json=json, headers=headers, **kwargs)
 
     return call
-
-
-@pytest.fixture
-def seed_network(db):
-    """The seed's five hosts and seven links."""
-    for name, endpoint in (
-        ("rho", "192.0.2.1:56560"),
-        ("epsilon", "192.0.2.2:56560"),
-        ("vorke", "vorke.example.net:56560"),
-        ("bob", "192.0.2.4:56560"),
-        ("pi0", None),
-    ):
-        make_node(db, name=name, endpoint=endpoint)
-    for a, b in (
-        ("epsilon", "vorke"),
-        ("epsilon", "bob"),
-        ("vorke", "bob"),
-        ("epsilon", "rho"),
-        ("vorke", "rho"),
-        ("bob", "rho"),
-        ("rho", "pi0"),
-    ):
-        make_link(db, a, b)
