@@ -339,10 +339,7 @@ def update_network(changes: dict) -> Network:
         )
     network = get_network()
     merged = {field: changes.get(field, getattr(network, field)) for field in NETWORK_FIELDS}
-    name = merged["name"]
-    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 64 or not name.isprintable():
-        raise ValidationError("name", "name must be 1-64 printable characters")
-    values = {"name": name.strip()}
+    values = {"name": validation.validate_network_name(merged["name"])}
     nodes = list_nodes()
     for field, attribute in (("underlay_cidr", "underlay_ip"), ("overlay_cidr", "overlay_ip")):
         cidr = validation.validate_cidr(merged[field], field=field)

@@ -24,6 +24,7 @@ from .hostconfig import HostConfig, LinkConfig, PeerConfig
 from .keys import validate_public_key
 from .tokens import TOKEN_PATTERN
 from .validation import (
+    NETWORK_NAME_PATTERN,
     parse_endpoint,
     validate_int_range,
     validate_interface_name,
@@ -37,7 +38,6 @@ CONFIG_DIR = "/etc/privnet"
 UNIT_PATH = "/etc/systemd/system/privnet.service"
 
 APP_URL_PATTERN = re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?$")
-NETWORK_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
 VERSION_PATTERN = re.compile(r"^[0-9a-f]{0,64}$")
 # What may stand as a value in wg0.conf or the unit: no whitespace, no '#', no newline.
 STP_TIMER_FIELDS = ("stp_hello_time", "stp_forward_delay", "stp_max_age")

@@ -18,6 +18,7 @@ NODE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
 RESERVED_NODE_NAMES = frozenset({"lo", "wg0", "internet", "all", "default", "bonding_masters", "privnet"})
 INTERFACE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
 DNS_LABEL_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
+NETWORK_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
 PORT_PATTERN = re.compile(r"^[1-9][0-9]{0,4}$")
 LOCATION_MAX = 120
 PRIORITY_STEP = 4096
@@ -42,6 +43,16 @@ def validate_node_name(name: object, *, field: str = "name", bridge_name: str = 
         )
     if name in RESERVED_NODE_NAMES or name == bridge_name:
         raise ValidationError(field, f"{field} '{name}' is reserved for an interface privnet or the kernel uses")
+    return name
+
+
+def validate_network_name(name: object, *, field: str = "name") -> str:
+    """The network's display name; it is written into hosts' configs, so a strict shape."""
+    if not isinstance(name, str) or not NETWORK_NAME_PATTERN.fullmatch(name):
+        raise ValidationError(
+            field,
+            f"{field} must be 1-64 characters of letters, digits, space, '.', '_' and '-', starting with a letter or digit",
+        )
     return name
 
 
