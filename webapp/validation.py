@@ -51,7 +51,8 @@ def validate_network_name(name: object, *, field: str = "name") -> str:
     if not isinstance(name, str) or not NETWORK_NAME_PATTERN.fullmatch(name):
         raise ValidationError(
             field,
-            f"{field} must be 1-64 characters of letters, digits, space, '.', '_' and '-', starting with a letter or digit",
+            f"{field} must be 1-64 characters of letters, digits, space, '.', '_' and '-', "
+            "starting with a letter or digit",
         )
     return name
 
