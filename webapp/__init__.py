@@ -24,8 +24,8 @@ def create_app(config: type[Config] | None = None, overrides: dict | None = None
     csrf.init_app(app)
     limiter.init_app(app)
 
-    from . import api, auth, cli, enroll, links, main, network, nodes
+    from . import api, auth, cli, enroll, links, main, network, nodes, topology_map
 
-    for blueprint in (main.bp, auth.bp, nodes.bp, links.bp, network.bp, enroll.bp, api.bp, cli.bp):
+    for blueprint in (main.bp, auth.bp, nodes.bp, links.bp, network.bp, topology_map.bp, enroll.bp, api.bp, cli.bp):
         app.register_blueprint(blueprint)
     return app

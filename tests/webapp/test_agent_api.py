@@ -33,8 +33,9 @@ def test_report_is_stored_and_changes_are_recorded(client, db, agent_tokens):
     changed = valid_report("epsilon")
     changed["ports"][0]["state"] = "blocking"
     second = post_report(client, agent_tokens["epsilon"], changed)
-    assert second.json["changes"] == [{"kind": "port_state_changed", "port": "vorke", "old": "forwarding",
-                                       "new": "blocking"}]
+    assert second.json["changes"] == [
+        {"kind": "port_state_changed", "port": "vorke", "old": "forwarding", "new": "blocking"}
+    ]
     history = db.session.execute(db.select(TopologyChange)).scalars().all()
     assert [(change.kind, change.port, change.new) for change in history] == [
         ("port_state_changed", "vorke", "blocking")

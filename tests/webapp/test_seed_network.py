@@ -7,8 +7,15 @@ SEED_NODES = [
     ("epsilon", "104.196.99.86:56560", "Eastern US"),
     ("pi0", None, "Roaming"),
 ]
-SEED_LINKS = [("epsilon", "vorke"), ("epsilon", "bob"), ("vorke", "bob"), ("epsilon", "rho"), ("vorke", "rho"),
-              ("bob", "rho"), ("rho", "pi0")]
+SEED_LINKS = [
+    ("epsilon", "vorke"),
+    ("epsilon", "bob"),
+    ("vorke", "bob"),
+    ("epsilon", "rho"),
+    ("vorke", "rho"),
+    ("bob", "rho"),
+    ("rho", "pi0"),
+]
 
 
 def test_seed_network_through_the_api(api):
