@@ -2,7 +2,7 @@
 # Install the Debian packages the tests and the lab need, when missing. Needs root and apt-get.
 set -eu
 packages="wireguard-go wireguard-tools iproute2 ethtool iputils-ping curl shellcheck nftables iperf3 dash
-postgresql"
+postgresql python3-pyroute2 chromium fonts-dejavu-core"
 missing=""
 for package in $packages; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing="$missing $package"
