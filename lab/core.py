@@ -12,9 +12,16 @@ namespace `<prefix>-…` belongs to exactly one lab):
 
 Nothing is named or addressed in the initial namespace, and nothing talks from it: every veth is
 created inside the lab's namespaces, and HTTP to the app goes from the control namespace (curl).
-For a WAN emulator (issue 7) the `wan` bridge is the place to swap: every host's uplink ends in
-<prefix>-wan as a port named after the host, so a process there can forward between those ports
-with per-pair delays (Topology.rtt_ms) instead of the bridge.
+`Lab.cut(a, b)` breaks the underlay between two hosts (the wan bridge drops every packet between
+their public addresses, both ways; nftables table `lab_cuts` in <prefix>-wan) and `Lab.restore(a, b)`
+mends it: what an ISP outage between two sites looks like to privnet.
+
+With the WAN emulator (a topology with `[rtt_ms]` or `[wan]`, or `up(wan=True)`; lab.wan) there is
+no bridge and no veth on the underlay: the emulator, a process in <prefix>-wan, makes each uplink
+(a host's eth0, a NAT router's wan0, control's eth0) a TUN device with the same address and
+forwards between them after each pair's delay, with jitter, loss and cuts (`cut`, `restore`,
+`set_rtt`). Control↔host traffic has no delay. Its PID is `state["wan"]["pid"]`; `down` ends it
+with the namespaces.
 
 State lives in /run/privnet-lab/<prefix>/ (0700): lab.json, the app database, logs/, and
 hosts/<name>/ (each host's private /etc/privnet, /run/wireguard, …; see lab.netns).
@@ -39,7 +46,9 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +65,7 @@ from .netns import (
     remove_created_mount_targets,
 )
 from .topology import Topology, load_topology
+from .wan import CONTROL_NODE, WanClient, WanError, WanNode, emulator_config
 
 STATE_ROOT = Path("/run/privnet-lab")
 DEFAULT_PREFIX = "privnet"
@@ -67,6 +77,7 @@ NAT_LAN_HOST_IP = "198.51.100.2"
 ADMIN_USER = "lab"
 APP_START_TIMEOUT = 60.0
 ENROLL_TIMEOUT = 300.0
+WAN_START_TIMEOUT = 15.0
 
 NAT_RULESET = """
 table ip lab_nat {
@@ -78,6 +89,20 @@ table ip lab_nat {
         type filter hook forward priority filter; policy drop;
         ct state established,related accept
         iifname "lan0" oifname "wan0" accept
+    }
+}
+"""
+
+
+# Underlay cuts: the wan bridge drops what goes between the address pairs in the set (see Lab.cut).
+CUT_RULESET = """
+table bridge lab_cuts {
+    set pairs {
+        type ipv4_addr . ipv4_addr
+    }
+    chain forward {
+        type filter hook forward priority filter; policy accept;
+        ip saddr . ip daddr @pairs drop
     }
 }
 """
@@ -203,10 +228,12 @@ class Lab:
         app: bool = True,
         enroll: bool = True,
         app_dir: Path | None = None,
+        wan: bool | None = None,
     ) -> None:
         """Build the lab: underlay, then (if `app`) the app, nodes and links, then (if `enroll`) the hosts.
 
         `app_dir` holds the wsgi.py to serve (default: $PRIVNET_LAB_APP_DIR or this repository).
+        `wan`: the underlay through the WAN emulator (default: if the topology has RTTs or `[wan]`).
         On failure the half-built lab stays for inspection; `down()` removes it.
         """
         if os.geteuid() != 0:
@@ -227,6 +254,12 @@ class Lab:
             "control": {"netns": self.netns("control"), "wan_ip": CONTROL_WAN_IP},
             "hosts": {},
         }
+        if topology.emulated_wan if wan is None else wan:
+            self.state["wan"] = {
+                "pid": None,
+                "socket": str(self.state_dir / "wan.sock"),
+                "config": str(self.state_dir / "wan.json"),
+            }
         for index, host in enumerate(topology.hosts, start=1):
             public_ip = f"{WAN_PREFIX}.{index}"
             self.state["hosts"][host.name] = {
@@ -254,8 +287,9 @@ class Lab:
 
     def _build_underlay(self, topology: Topology) -> None:
         self._add_namespace("wan")
-        self._ip("wan", "link", "add", "name", "wan", "type", "bridge")
-        self._ip("wan", "link", "set", "dev", "wan", "up")
+        if not self.state.get("wan"):
+            self._ip("wan", "link", "add", "name", "wan", "type", "bridge")
+            self._ip("wan", "link", "set", "dev", "wan", "up")
         self._add_namespace("control")
         self._attach_to_wan("control", "eth0", "control", CONTROL_WAN_IP)
         for host in topology.hosts:
@@ -265,9 +299,16 @@ class Lab:
                 self._build_nat(host.name, info["public_ip"])
             else:
                 self._attach_to_wan(host.name, "eth0", host.name, info["wan_ip"])
+        if self.state.get("wan"):
+            self._start_wan(topology)
 
     def _attach_to_wan(self, name: str, ifname: str, port: str, address: str) -> None:
-        """A veth from namespace `name` (as `ifname`) to a port of the wan bridge, created in place."""
+        """A veth from namespace `name` (as `ifname`) to a port of the wan bridge, created in place.
+
+        With the WAN emulator nothing: the emulator creates `ifname` as a TUN (see _start_wan).
+        """
+        if self.state.get("wan"):
+            return
         self._ip(name, "link", "add", "name", ifname, "type", "veth", "peer", "name", port, "netns", self.netns("wan"))
         self._ip("wan", "link", "set", "dev", port, "master", "wan", "up")
         self._ip(name, "addr", "add", f"{address}/24", "dev", ifname)
@@ -286,6 +327,60 @@ class Lab:
         in_router = ["ip", "netns", "exec", router_ns]
         subprocess.run([*in_router, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True, capture_output=True)
         subprocess.run([*in_router, "nft", "-f", "-"], input=NAT_RULESET, text=True, check=True, capture_output=True)
+
+    def _start_wan(self, topology: Topology) -> None:
+        """Start the WAN emulator in <prefix>-wan; return once its control socket answers."""
+        nodes = [WanNode(CONTROL_NODE, self.netns("control"), "eth0", CONTROL_WAN_IP)]
+        for host in topology.hosts:
+            info = self.state["hosts"][host.name]
+            uplink = ("wan0", info["nat_netns"]) if host.nat else ("eth0", info["netns"])
+            nodes.append(WanNode(host.name, uplink[1], uplink[0], info["public_ip"]))
+        names = [host.name for host in topology.hosts]
+        pairs = {frozenset((a, b)): topology.pair_settings(a, b) for i, a in enumerate(names) for b in names[i + 1 :]}
+        wan = self.state["wan"]
+        config = emulator_config(nodes, pairs, Path(wan["socket"]))
+        fd = os.open(wan["config"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(config, out, indent=2)
+        package_root = Path(__file__).resolve().parent.parent
+        python_path = [str(package_root), *filter(None, [os.environ.get("PYTHONPATH")])]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(python_path))
+        log_path = self.state_dir / "logs" / "wan.log"
+        with open(log_path, "ab") as log:
+            self._wan_process = subprocess.Popen(
+                ["ip", "netns", "exec", self.netns("wan"), sys.executable, "-m", "lab.wan", wan["config"]],
+                cwd=package_root, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        wan["pid"] = self._wan_process.pid  # `ip netns exec` execs the emulator: same process
+        self._save()
+        client = WanClient(Path(wan["socket"]), timeout=1.0)
+        deadline = time.monotonic() + WAN_START_TIMEOUT
+        while True:
+            if self._wan_process.poll() is not None:
+                raise LabError(f"the WAN emulator exited ({self._wan_process.returncode}):\n{tail(log_path)}")
+            try:
+                client.status()
+                return
+            except WanError:
+                if time.monotonic() > deadline:
+                    timeout = f"the WAN emulator did not answer in {WAN_START_TIMEOUT:.0f} s"
+                    raise LabError(f"{timeout}:\n{tail(log_path)}") from None
+                time.sleep(0.05)
+
+    def wan(self) -> WanClient:
+        """Client of the running WAN emulator; LabError if this lab has none."""
+        info = self.state.get("wan")
+        if not info:
+            raise LabError(f"lab {self.prefix} runs no WAN emulator (up with --wan, or a topology with [rtt_ms])")
+        return WanClient(Path(info["socket"]))
+
+    def set_rtt(self, a: str, b: str, ms: float) -> None:
+        """Set the underlay RTT between a and b (hosts or `control`) on the WAN emulator."""
+        try:
+            self.wan().set(a, b, rtt_ms=ms)
+        except WanError as error:
+            raise LabError(f"set_rtt {a} {b}: {error}") from None
 
     # -- the app ------------------------------------------------------------------------------
 
@@ -475,6 +570,61 @@ class Lab:
                 else:
                     entry.unlink()
 
+    def _cut_elements(self, a: str, b: str) -> str:
+        hosts = self.state.get("hosts", {})
+        for name in (a, b):
+            if name not in hosts:
+                raise LabError(f"lab {self.prefix} has no host {name!r}")
+        if a == b:
+            raise LabError(f"cannot cut host {a} from itself")
+        x, y = hosts[a]["public_ip"], hosts[b]["public_ip"]
+        return f"{{ {x} . {y}, {y} . {x} }}"
+
+    def _nft_wan(self, *args: str, script: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        argv = ["nft", "-f", "-"] if script is not None else ["nft", *args]
+        result = self.run("wan", argv, input=script, check=False)
+        if check and result.returncode != 0:
+            raise LabError(f"nft {' '.join(args) or '-f -'} in {self.netns('wan')}: {result.stderr.strip()}")
+        return result
+
+    def cut(self, a: str, b: str | None = None) -> None:
+        """Cut the underlay between hosts `a` and `b`: the wan bridge drops all traffic between them.
+
+        Both directions; every other pair still talks. Their WireGuard tunnel dies silently, as
+        when a path between two sites fails: nothing on either host goes down. `restore` mends it.
+        `b` None: cut `a` from every other host (not from control). With the WAN emulator running
+        the emulator drops the packets (and `b` may be `control`).
+        """
+        if self.state.get("wan") or b is None:
+            self._cut_or_restore("cut", a, b)
+            return
+        elements = self._cut_elements(a, b)
+        if self._nft_wan("list", "table", "bridge", "lab_cuts", check=False).returncode != 0:
+            self._nft_wan(script=CUT_RULESET)
+        self._nft_wan("add", "element", "bridge", "lab_cuts", "pairs", elements)
+
+    def restore(self, a: str, b: str | None = None) -> None:
+        """Undo `cut(a, b)` (nothing to do if they are not cut); `b` None: every cut of `a`."""
+        if self.state.get("wan") or b is None:
+            self._cut_or_restore("restore", a, b)
+            return
+        elements = self._cut_elements(a, b)
+        if self._nft_wan("get", "element", "bridge", "lab_cuts", "pairs", elements, check=False).returncode == 0:
+            self._nft_wan("delete", "element", "bridge", "lab_cuts", "pairs", elements)
+
+    def _cut_or_restore(self, op: str, a: str, b: str | None) -> None:
+        if self.state.get("wan"):
+            try:
+                self.wan().request(op, a=a, b=b)
+            except WanError as error:
+                raise LabError(f"{op} {' '.join(filter(None, (a, b)))}: {error}") from None
+            return
+        if a not in self.state.get("hosts", {}):
+            raise LabError(f"lab {self.prefix} has no host {a!r}")
+        for other in self.host_names:
+            if other != a:
+                getattr(self, op)(a, other)
+
     # -- status and down ----------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -492,6 +642,7 @@ class Lab:
             "admin_token": self.state.get("admin_token"),
             "state_dir": str(self.state_dir),
             "control": self.state.get("control"),
+            "wan": self.state.get("wan"),
             "hosts": {name: {key: info.get(key) for key in keys} for name, info in self.state.get("hosts", {}).items()},
         }
 
@@ -505,6 +656,7 @@ class Lab:
         for netns in namespaces:  # every process first, so none reacts to its peers vanishing
             if namespace_exists(netns):
                 kill_namespace_processes(netns)
+        self._stop_wan()
         for netns in namespaces:
             delete_namespace(netns)
         left = lab_namespaces_present(self.prefix)
@@ -517,6 +669,25 @@ class Lab:
             remove_created_mount_targets()
             with contextlib.suppress(OSError):
                 self.state_dir.parent.rmdir()
+
+    def _stop_wan(self) -> None:
+        """End the WAN emulator if it survived its namespace's processes (say, its namespace is gone)."""
+        pid = (self.state.get("wan") or {}).get("pid")
+        process = getattr(self, "_wan_process", None)
+        if pid and process is None:
+            with contextlib.suppress(OSError):
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if b"lab.wan" in cmdline and self.state["wan"]["config"].encode() in cmdline:
+                    os.kill(pid, signal.SIGTERM)
+        elif process is not None:
+            if process.poll() is None:
+                process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            self._wan_process = None
 
     def save_logs(self, destination: Path) -> Path | None:
         """Copy the lab's logs to destination/<prefix>/ (for CI artefacts); that directory, or None."""

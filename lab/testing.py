@@ -116,18 +116,20 @@ def running_lab(
     app: bool = True,
     enroll: bool = True,
     app_dir: Path | None = None,
+    wan: bool | None = None,
 ) -> Iterator[Lab]:
     """A lab that is up inside the block and always down after it (failure, Ctrl-C, SIGTERM).
 
     With $PRIVNET_LAB_ARTEFACTS set, a failing block first copies the lab's logs there.
     `prefix` defaults to a unique one; `app=False` builds the underlay only; `enroll=False`
     creates nodes and links in the app but runs no setup script; `app_dir` holds the wsgi.py
-    to serve (default: this repository).
+    to serve (default: this repository); `wan` forces the WAN emulator on or off (default: on if
+    the topology has RTTs, see lab.wan).
     """
     lab = Lab(prefix or unique_prefix())
     with _sigterm_as_interrupt():
         try:
-            lab.up(topology, app=app, enroll=enroll, app_dir=app_dir)
+            lab.up(topology, app=app, enroll=enroll, app_dir=app_dir, wan=wan)
             yield lab
         except BaseException:
             artefacts = os.environ.get(ARTEFACTS_VARIABLE)
@@ -147,6 +149,7 @@ def lab_fixture(
     enroll: bool = True,
     app_dir: Path | None = None,
     name: str | None = None,
+    wan: bool | None = None,
 ) -> Callable[..., Any]:
     """A pytest fixture yielding a running Lab for `topology` (unique prefix; skip rules applied).
 
@@ -156,7 +159,7 @@ def lab_fixture(
     @pytest.fixture(scope=scope, name=name)
     def fixture() -> Iterator[Lab]:
         check_lab_available()
-        with running_lab(topology, app=app, enroll=enroll, app_dir=app_dir) as lab:
+        with running_lab(topology, app=app, enroll=enroll, app_dir=app_dir, wan=wan) as lab:
             yield lab
 
     return fixture

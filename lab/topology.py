@@ -21,7 +21,15 @@ Format (every key but `hosts` is optional)::
     cost = 100             # optional; the app derives one otherwise
 
     [rtt_ms]               # optional symmetric matrix of underlay round-trip times (issue 7);
-    rho = { bob = 10 }     # each pair once, either way round; unused until the WAN emulator exists
+    rho = { bob = 10 }     # each pair once, either way round; pairs not given: 0
+
+    [wan]                  # optional: jitter and loss of the WAN emulator (lab.wan), for every host pair
+    jitter_ms = 0.5        # each packet's one-way delay varies uniformly by ± this (never reordered)
+    loss = 0.0             # probability that a packet is lost, drawn per packet and direction
+    pairs = { rho = { pi0 = { loss = 0.02 } } }   # per-pair jitter_ms / loss overrides
+
+With `[rtt_ms]` or `[wan]` present the lab's underlay runs through the WAN emulator (lab.wan);
+without either it is a plain bridge (`python -m lab up --wan` / `--no-wan` overrides).
 """
 
 from __future__ import annotations
@@ -41,7 +49,9 @@ HOST_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
 LAB_RESERVED_NAMES = frozenset({"control", "wan"})
 HOST_KEYS = frozenset({"location", "endpoint", "listen_port", "nat"})
 LINK_KEYS = frozenset({"a", "b", "cost"})
-TOP_KEYS = frozenset({"description", "network", "hosts", "links", "rtt_ms"})
+TOP_KEYS = frozenset({"description", "network", "hosts", "links", "rtt_ms", "wan"})
+WAN_KEYS = frozenset({"jitter_ms", "loss", "pairs"})
+WAN_PAIR_KEYS = frozenset({"jitter_ms", "loss"})
 
 
 class TopologyError(ValueError):
@@ -69,6 +79,15 @@ class Link:
 
 
 @dataclass(frozen=True)
+class WanSettings:
+    """The `[wan]` table: jitter and loss for every host pair, with per-pair overrides."""
+
+    jitter_ms: float = 0.0
+    loss: float = 0.0
+    pairs: dict[frozenset[str], dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Topology:
     """A whole lab network as read from a topology file."""
 
@@ -78,6 +97,19 @@ class Topology:
     network: dict[str, Any] = field(default_factory=dict)
     rtt_ms: dict[frozenset[str], float] = field(default_factory=dict)
     description: str = ""
+    wan: WanSettings | None = None
+
+    @property
+    def emulated_wan(self) -> bool:
+        """Whether the file asks for the WAN emulator (it has `[rtt_ms]` or `[wan]`)."""
+        return bool(self.rtt_ms) or self.wan is not None
+
+    def pair_settings(self, a: str, b: str) -> dict[str, float]:
+        """rtt_ms, jitter_ms and loss of the underlay between hosts a and b (for lab.wan)."""
+        pair = frozenset((a, b))
+        wan = self.wan or WanSettings()
+        settings = {"rtt_ms": self.rtt_ms.get(pair, 0.0), "jitter_ms": wan.jitter_ms, "loss": wan.loss}
+        return settings | wan.pairs.get(pair, {})
 
     def host(self, name: str) -> Host:
         """The host called `name`; KeyError if there is none."""
@@ -180,6 +212,40 @@ def _parse_rtt(table: Any, hosts: dict[str, Host]) -> dict[frozenset[str], float
     return matrix
 
 
+def _wan_number(value: Any, key: str, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise TopologyError(f"{where}: {key} is a number ≥ 0")
+    if key == "loss" and value > 1:
+        raise TopologyError(f"{where}: loss is a probability from 0 to 1")
+    return float(value)
+
+
+def _parse_wan(table: Any, hosts: dict[str, Host]) -> WanSettings:
+    if not isinstance(table, dict):
+        raise TopologyError("wan must be a table: [wan] jitter_ms = 0.5")
+    _check_keys(table, WAN_KEYS, "wan")
+    defaults = {key: _wan_number(table[key], key, "wan") for key in ("jitter_ms", "loss") if key in table}
+    pairs: dict[frozenset[str], dict[str, float]] = {}
+    pair_tables = table.get("pairs", {})
+    if not isinstance(pair_tables, dict):
+        raise TopologyError("wan.pairs must be a table: pairs = { a = { b = { loss = 0.01 } } }")
+    for a, row in pair_tables.items():
+        if not isinstance(row, dict):
+            raise TopologyError(f"wan.pairs.{a} must be a table: {a} = {{ other = {{ loss = 0.01 }} }}")
+        for b, overrides in row.items():
+            where = f"wan.pairs.{a}.{b}"
+            if a not in hosts or b not in hosts or a == b:
+                raise TopologyError(f"{where}: both must be hosts of this topology, and different")
+            if not isinstance(overrides, dict):
+                raise TopologyError(f"{where} must be a table of jitter_ms and/or loss")
+            _check_keys(overrides, WAN_PAIR_KEYS, where)
+            pair = frozenset((a, b))
+            if pair in pairs:
+                raise TopologyError(f"wan.pairs: the pair {a}–{b} is given twice")
+            pairs[pair] = {key: _wan_number(value, key, where) for key, value in overrides.items()}
+    return WanSettings(pairs=pairs, **defaults)
+
+
 def parse_topology(data: dict[str, Any], *, name: str = "topology") -> Topology:
     """Check parsed TOML and turn it into a Topology; TopologyError names the first problem."""
     _check_keys(data, TOP_KEYS, "top level")
@@ -209,4 +275,5 @@ def parse_topology(data: dict[str, Any], *, name: str = "topology") -> Topology:
         network=dict(network),
         rtt_ms=_parse_rtt(data.get("rtt_ms", {}), hosts),
         description=description,
+        wan=_parse_wan(data["wan"], hosts) if "wan" in data else None,
     )
