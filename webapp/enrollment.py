@@ -29,10 +29,17 @@ def node_of_enrollment(secret: str) -> Node:
 
 
 def setup_script_for(secret: str, *, app_url: str, secret_key: str) -> str:
-    """The setup script of the token's node, with its private key and a fresh agent token."""
+    """The setup script of the token's node, with its private key and a fresh agent token.
+
+    A node whose host made its own key pair (key rotation) has no private key here: it gets a
+    fresh pair now, in the same transaction, and its peers follow through their agents.
+    """
     node = node_of_enrollment(secret)
+    if node.private_key_encrypted is None:
+        private_key = inventory.install_fresh_key_pair(node, secret_key=secret_key)
+    else:
+        private_key = keys.decrypt_private_key(node.private_key_encrypted, secret_key)
     config = build_host_config(node, inventory.get_network(), inventory.links_of(node), app_url)
-    private_key = keys.decrypt_private_key(node.private_key_encrypted, secret_key)
     tokens.revoke_tokens("agent", node=node)
     agent_token, _ = tokens.issue_token("agent", node=node)
     script = render_setup_script(config, private_key=private_key, agent_token=agent_token)

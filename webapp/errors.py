@@ -39,3 +39,9 @@ class AllocationExhaustedError(DomainError):
     """No free address or VNI is left."""
 
     status = 409
+
+
+class UnauthorizedError(DomainError):
+    """The credentials are missing, unknown or no longer valid."""
+
+    status = 401

@@ -62,6 +62,9 @@ class HostConfig:
     report_interval: int
     peers: tuple[PeerConfig, ...] = ()
     links: tuple[LinkConfig, ...] = ()
+    # A pending key rotation: the nonce the agent sends back with the public key of a key pair it
+    # makes itself (``POST /api/v1/agent/public-key``); None when no rotation is pending.
+    key_rotation: str | None = None
     version: str = field(default="")
 
     def to_dict(self) -> dict:
@@ -115,5 +118,6 @@ def build_host_config(node: Node, network: Network, links: list[Link], app_url: 
         report_interval=network.report_interval,
         peers=tuple(peers),
         links=tuple(wires),
+        key_rotation=node.key_rotation_nonce,
     )
     return HostConfig(**{**config.__dict__, "version": _digest(config.to_dict())})

@@ -4,14 +4,20 @@ Views call one function here per action. Every function validates first and rais
 ``DomainError`` before anything is written, commits on success, and rolls back on failure, so a
 refusal leaves the database as it was. Allocation is race-free: the database's unique constraints
 decide, and a create that lost a race retries with the next free value.
+
+Every write that can change a host's desired state (its HostConfig) starts its transaction with
+``changes.bump_generation()`` and stamps the nodes whose HostConfig it changes with that generation
+and the time; once it commits, the long-polls of exactly those nodes' agents wake up.
 """
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import random
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -19,10 +25,10 @@ from typing import TypeVar
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
-from . import addressing, keys, tokens, validation
+from . import addressing, changes, keys, tokens, validation
 from .errors import ConflictError, NotFoundError, ValidationError
 from .extensions import db
-from .models import Link, Network, Node
+from .models import Link, Network, Node, utcnow
 
 ALLOCATION_ATTEMPTS = 30
 DEFAULT_COST = 100
@@ -57,6 +63,8 @@ def get_network() -> Network:
 
 def get_node(name: str) -> Node:
     """The node called ``name``, or ``NotFoundError``."""
+    if "\x00" in name:  # PostgreSQL refuses NUL in text; no node can be called that anyway
+        raise NotFoundError("name", "no node is called that")
     node = db.session.execute(select(Node).where(Node.name == name)).scalar_one_or_none()
     if node is None:
         raise NotFoundError("name", f"no node is called '{name}'")
@@ -75,6 +83,24 @@ def links_of(node: Node) -> list[Link]:
     """Every link with ``node`` at either end."""
     query = select(Link).where(or_(Link.node_a_id == node.id, Link.node_b_id == node.id)).order_by(Link.vni)
     return list(db.session.execute(query).scalars())
+
+
+def peers_of(node: Node) -> list[Node]:
+    """The nodes ``node`` has a link to (enabled or not)."""
+    return [link.peer_of(node) for link in links_of(node)]
+
+
+def _begin_change() -> int:
+    """Open a desired-state change: the write's first statement (see ``changes.bump_generation``)."""
+    return changes.bump_generation()
+
+
+def _touch(nodes: Iterable[Node], generation: int) -> None:
+    """Record that these nodes' desired state changes now, in ``generation`` (committed with the write)."""
+    now = utcnow()
+    for node in nodes:
+        node.config_changed_at = now
+        node.config_generation = generation
 
 
 def _with_allocation_retry(attempt: Callable[[], T]) -> T:
@@ -146,6 +172,7 @@ def create_node(
     sealed = keys.encrypt_private_key(pair.private_key, secret_key)
 
     def attempt() -> Node:
+        generation = _begin_change()
         if db.session.execute(select(Node.id).where(Node.name == name)).first():
             raise ConflictError("name", f"a node called '{name}' already exists")
         used_underlay, used_overlay = _used_addresses()
@@ -168,6 +195,8 @@ def create_node(
             public_key=pair.public_key,
             private_key_encrypted=sealed,
             bridge_priority=priority,
+            config_changed_at=utcnow(),
+            config_generation=generation,
         )
         db.session.add(node)
         db.session.commit()
@@ -183,6 +212,11 @@ def create_node(
 UPDATABLE_NODE_FIELDS = frozenset(
     {"endpoint", "listen_port", "location", "bridge_priority", "underlay_ip", "overlay_ip"}
 )
+# Node attributes that appear in the node's own HostConfig, and those that also appear in its peers'.
+HOST_CONFIG_NODE_ATTRIBUTES = frozenset(
+    {"endpoint_host", "endpoint_port", "listen_port", "bridge_priority", "underlay_ip", "overlay_ip"}
+)
+PEER_VISIBLE_NODE_ATTRIBUTES = frozenset({"endpoint_host", "endpoint_port", "underlay_ip"})
 
 
 def update_node(node: Node, changes: dict) -> Node:
@@ -220,6 +254,10 @@ def update_node(node: Node, changes: dict) -> Node:
             values[field] = addressing.check_requested_address(
                 ipaddress.IPv4Network(cidr), changes[field], used, field=field
             )
+    changed = {attribute for attribute, value in values.items() if getattr(node, attribute) != value}
+    if changed & HOST_CONFIG_NODE_ATTRIBUTES:
+        generation = _begin_change()
+        _touch([node, *(peers_of(node) if changed & PEER_VISIBLE_NODE_ATTRIBUTES else [])], generation)
     for attribute, value in values.items():
         setattr(node, attribute, value)
     try:
@@ -232,6 +270,8 @@ def update_node(node: Node, changes: dict) -> Node:
 
 def delete_node(node: Node) -> None:
     """Delete ``node``, its links and tokens; its addresses and VNIs become free. Commits."""
+    generation = _begin_change()
+    _touch(peers_of(node), generation)
     for link in links_of(node):
         db.session.delete(link)
     db.session.delete(node)
@@ -276,6 +316,7 @@ def create_link(*, a: object, b: object, cost: object = None) -> Link:
     first, second = _ordered_pair(node_a, node_b)
 
     def attempt() -> Link:
+        generation = _begin_change()
         exists = select(Link.id).where(Link.node_a_id == first.id, Link.node_b_id == second.id)
         if db.session.execute(exists).first():
             raise ConflictError("b", f"{a_name} and {b_name} are already linked")
@@ -286,6 +327,7 @@ def create_link(*, a: object, b: object, cost: object = None) -> Link:
             cost=link_cost,
         )
         db.session.add(link)
+        _touch([first, second], generation)
         db.session.commit()
         return link
 
@@ -305,13 +347,18 @@ def update_link(link: Link, changes: dict) -> Link:
     enabled = changes.get("enabled", link.enabled)
     if not isinstance(enabled, bool):
         raise ValidationError("enabled", "enabled must be true or false")
-    link.cost, link.enabled = cost, enabled
+    if (cost, enabled) != (link.cost, link.enabled):
+        generation = _begin_change()
+        _touch([link.node_a, link.node_b], generation)
+        link.cost, link.enabled = cost, enabled
     db.session.commit()
     return link
 
 
 def delete_link(link: Link) -> None:
     """Delete ``link``; its VNI becomes free. Commits."""
+    generation = _begin_change()
+    _touch([link.node_a, link.node_b], generation)
     db.session.delete(link)
     db.session.commit()
 
@@ -367,7 +414,105 @@ def update_network(changes: dict) -> Network:
     values["report_interval"] = validation.validate_int_range(
         merged["report_interval"], field="report_interval", low=2, high=3600, unit="seconds"
     )
-    for attribute, value in values.items():
-        setattr(network, attribute, value)
+    if any(getattr(network, attribute) != value for attribute, value in values.items()):
+        generation = _begin_change()
+        db.session.execute(db.update(Node).values(config_changed_at=utcnow(), config_generation=generation))
+        for attribute, value in values.items():
+            setattr(network, attribute, value)
     db.session.commit()
     return network
+
+
+# --- key rotation ------------------------------------------------------------------------------
+# The host makes its new key pair itself (a private key leaves the app only in a setup script):
+# the admin requests a rotation, the node's HostConfig carries a nonce, its agent answers with the
+# new public key and that nonce, and from then on the app knows only the public half.
+
+ROTATION_NONCE_BYTES = 16
+
+
+def request_key_rotation(node: Node) -> Node:
+    """Ask ``node``'s agent for a new key pair; a rotation already pending stays as it is. Commits."""
+    generation = _begin_change()
+    db.session.refresh(node)  # under the change lock: see a rotation another request just asked for
+    if node.key_rotation_nonce is not None:
+        db.session.rollback()
+        return node
+    node.key_rotation_nonce = secrets.token_hex(ROTATION_NONCE_BYTES)
+    node.key_rotation_requested_at = utcnow()
+    _touch([node], generation)
+    db.session.commit()
+    return node
+
+
+def validate_new_public_key(value: object, *, field: str = "public_key") -> str:
+    """A WireGuard public key in ``wg``'s canonical base64, not the all-zero key."""
+    key = keys.validate_public_key(value, field=field)
+    raw = base64.b64decode(key)  # checked just above
+    if base64.b64encode(raw).decode() != key:
+        raise ValidationError(field, f"{field} must be canonical base64 (as `wg pubkey` prints it)")
+    if raw == bytes(32):
+        raise ValidationError(field, f"{field} must not be the all-zero key")
+    return key
+
+
+def _validate_nonce(value: object) -> str:
+    width = 2 * ROTATION_NONCE_BYTES
+    if not isinstance(value, str) or len(value) != width or any(c not in "0123456789abcdef" for c in value):
+        raise ValidationError("nonce", f"nonce must be the {width} lower-case hex digits of the config's key_rotation")
+    return value
+
+
+def accept_rotated_key(node: Node, *, public_key: object, nonce: object) -> Node:
+    """Store the public key ``node``'s agent made for the pending rotation ``nonce``. Commits.
+
+    The app forgets the node's old private key (it never learns the new one), the rotation is no
+    longer pending, and the node's peers get the new key in their HostConfig. Sending the node's
+    current key again after the rotation completed is accepted and changes nothing (a retry).
+    """
+    key = validate_new_public_key(public_key)
+    nonce = _validate_nonce(nonce)
+    try:
+        generation = _begin_change()
+        db.session.refresh(node)
+        pending = node.key_rotation_nonce
+        if pending is None:
+            if node.public_key == key:
+                db.session.rollback()
+                return node
+            raise ConflictError("nonce", "no key rotation is pending for this node")
+        if not secrets.compare_digest(nonce, pending):
+            raise ConflictError("nonce", "nonce does not match the pending key rotation; fetch the config again")
+        if key == node.public_key:
+            raise ConflictError("public_key", "public_key must be a new key, not the node's current one")
+        if db.session.execute(select(Node.id).where(Node.public_key == key, Node.id != node.id)).first():
+            raise ConflictError("public_key", "public_key is already another node's key")
+        node.public_key = key
+        node.private_key_encrypted = None
+        node.key_rotation_nonce = None
+        node.key_rotation_requested_at = None
+        _touch([node, *peers_of(node)], generation)
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise ConflictError("public_key", "public_key is already another node's key") from None
+    except Exception:
+        db.session.rollback()
+        raise
+    return node
+
+
+def install_fresh_key_pair(node: Node, *, secret_key: str) -> str:
+    """Give ``node`` a new key pair made here (enrollment of a node whose private key the app lost).
+
+    Returns the private key for the setup script. Does not commit: the enrollment commits it with
+    the agent token it issues. A pending rotation is dropped (the host gets a new key anyway).
+    """
+    generation = _begin_change()
+    pair = keys.generate_keypair()
+    node.public_key = pair.public_key
+    node.private_key_encrypted = keys.encrypt_private_key(pair.private_key, secret_key)
+    node.key_rotation_nonce = None
+    node.key_rotation_requested_at = None
+    _touch([node, *peers_of(node)], generation)
+    return pair.private_key

@@ -51,6 +51,9 @@ class Network(db.Model):
     stp_forward_delay: Mapped[int] = mapped_column(default=2)
     stp_max_age: Mapped[int] = mapped_column(default=6)
     report_interval: Mapped[int] = mapped_column(default=10)
+    # Desired-state changes so far: bumped (under this row's lock) by every inventory write that can
+    # change a host's HostConfig, in that write's transaction; see webapp.changes.
+    generation: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class Node(db.Model):
@@ -70,11 +73,19 @@ class Node(db.Model):
     underlay_ip: Mapped[str] = mapped_column(db.String(39), unique=True)
     overlay_ip: Mapped[str] = mapped_column(db.String(39), unique=True)
     public_key: Mapped[str] = mapped_column(db.String(44), unique=True)
-    private_key_encrypted: Mapped[bytes] = mapped_column(db.LargeBinary)
+    # None once the host made its own key pair (key rotation): the app then knows only the public half.
+    private_key_encrypted: Mapped[bytes | None] = mapped_column(db.LargeBinary)
     bridge_priority: Mapped[int] = mapped_column(default=32768)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     enrolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When, and in which network generation, this node's desired state (its HostConfig) last
+    # changed: "behind since" on the pages; whose long-polls a change wakes (webapp.changes).
+    config_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    config_generation: Mapped[int] = mapped_column(default=0, server_default="0", index=True)
+    # A pending key rotation: the nonce the host's agent must send back with its new public key.
+    key_rotation_nonce: Mapped[str | None] = mapped_column(db.String(32))
+    key_rotation_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     tokens: Mapped[list[Token]] = relationship(back_populates="node", cascade="all, delete-orphan")
 
@@ -169,6 +180,8 @@ class NodeReport(db.Model):
     node_id: Mapped[int] = mapped_column(ForeignKey("node.id", ondelete="CASCADE"), unique=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     payload: Mapped[str] = mapped_column(db.Text)
+    # The HostConfig version the host said it runs (the payload's config_version), for sync status.
+    config_version: Mapped[str | None] = mapped_column(db.String(64))
 
     node: Mapped[Node] = relationship()
 

@@ -37,6 +37,7 @@ def record_report(node: Node, payload: object, *, now: datetime | None = None) -
         db.session.add(stored)
     stored.received_at = now
     stored.payload = json.dumps(payload, separators=(",", ":"))
+    stored.config_version = report.config_version
     node.last_seen_at = now
     for event in events:
         db.session.add(

@@ -34,8 +34,15 @@ from .validation import (
 )
 
 TEMPLATE_DIR = Path(__file__).parent / "templates" / "host"
+# The agent, installed on every host as it is in this repository (a single file, design §2).
+AGENT_SOURCE = Path(__file__).resolve().parent.parent / "bootstrap" / "agent.py"
 CONFIG_DIR = "/etc/privnet"
+AGENT_PATH = f"{CONFIG_DIR}/agent.py"
 UNIT_PATH = "/etc/systemd/system/privnet.service"
+AGENT_UNIT = "privnet-agent.service"
+AGENT_UNIT_PATH = f"/etc/systemd/system/{AGENT_UNIT}"
+# The interpreter privnet-agent.service runs; hosts without systemd fall back to python3 on PATH.
+AGENT_PYTHON = "/usr/bin/python3"
 
 APP_URL_PATTERN = re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?$")
 VERSION_PATTERN = re.compile(r"^[0-9a-f]{0,64}$")
@@ -236,6 +243,19 @@ def _installed(path: str, mode: str, content: str) -> InstalledFile:
     return InstalledFile(path=path, mode=mode, content=content, delimiter=_delimiter(path.rsplit("/", 1)[-1], content))
 
 
+def agent_source() -> str:
+    """The agent's source (``bootstrap/agent.py``), exactly as hosts install it as ``AGENT_PATH``."""
+    return AGENT_SOURCE.read_text(encoding="utf-8")
+
+
+_AGENT_NAMES = {
+    "agent_path": AGENT_PATH,
+    "agent_unit": AGENT_UNIT,
+    "agent_unit_path": AGENT_UNIT_PATH,
+    "agent_python": AGENT_PYTHON,
+}
+
+
 def render_host_files(config: HostConfig, *, private_key: str, agent_token: str) -> list[InstalledFile]:
     """Every file the setup script installs, in the order it writes them (validates first)."""
     validate_for_rendering(config, private_key=private_key, agent_token=agent_token)
@@ -245,6 +265,7 @@ def render_host_files(config: HostConfig, *, private_key: str, agent_token: str)
         "bridge_mac": bridge_mac_address(config),
         "config_dir": CONFIG_DIR,
         "unit_path": UNIT_PATH,
+        **_AGENT_NAMES,
         "endpoint_public_keys": " ".join(peer.public_key for peer in config.peers if peer.endpoint),
         "wanted_vxlans": " ".join(link.name for link in config.links),
     }
@@ -258,6 +279,7 @@ def render_host_files(config: HostConfig, *, private_key: str, agent_token: str)
         _installed(f"{CONFIG_DIR}/agent.token", "0600", agent_token),
         _installed(f"{CONFIG_DIR}/wg0.conf", "0600", render("wg0.conf.j2")),
         _installed(f"{CONFIG_DIR}/config.json", "0644", config_json),
+        _installed(AGENT_PATH, "0755", agent_source()),
         _installed(f"{CONFIG_DIR}/up", "0755", render("up.sh.j2")),
         _installed(f"{CONFIG_DIR}/down", "0755", render("down.sh.j2")),
         _installed(f"{CONFIG_DIR}/uninstall", "0755", render("uninstall.sh.j2")),
@@ -268,6 +290,12 @@ def render_systemd_unit(config: HostConfig) -> InstalledFile:
     """The unit that runs ``/etc/privnet/up`` at boot (installed only where systemd runs)."""
     content = _ENV.get_template("privnet.service.j2").render(config=config, config_dir=CONFIG_DIR)
     return _installed(UNIT_PATH, "0644", content)
+
+
+def render_agent_unit(config: HostConfig) -> InstalledFile:
+    """The unit that keeps the agent running (``privnet-agent.service``; only where systemd runs)."""
+    content = _ENV.get_template("privnet-agent.service.j2").render(config=config, config_dir=CONFIG_DIR, **_AGENT_NAMES)
+    return _installed(AGENT_UNIT_PATH, "0644", content)
 
 
 def render_setup_script(config: HostConfig, *, private_key: str, agent_token: str) -> str:
@@ -282,4 +310,6 @@ def render_setup_script(config: HostConfig, *, private_key: str, agent_token: st
         config_dir=CONFIG_DIR,
         files=files,
         unit=render_systemd_unit(config),
+        agent_unit_file=render_agent_unit(config),
+        **_AGENT_NAMES,
     )

@@ -252,6 +252,24 @@ def _down_reason(node: str, peer: str, end: _End, peer_key: str | None) -> str |
     return None
 
 
+_SETTLED = frozenset({"forwarding", "blocking"})
+
+
+def _hellos_lost(link: LinkInfo, end_a: _End, end_b: _End) -> str | None:
+    """Why no STP hellos cross the link, or None: on a live link both ends name one designated bridge.
+
+    A VXLAN never loses carrier: when the underlay between two hosts fails, each end stops hearing
+    the other and, after max age, makes itself the link's designated bridge and forwards, so the
+    kernel shows a forwarding port at both ends of a dead wire. Ports still listening or learning
+    may not have heard the other end yet (and the two reports are up to an interval apart): only
+    settled ports count.
+    """
+    port_a, port_b = end_a.ports[link.b], end_b.ports[link.a]
+    if port_a.state in _SETTLED and port_b.state in _SETTLED and port_a.designated_bridge != port_b.designated_bridge:
+        return f"no STP hellos cross it: {link.a} and {link.b} each are its designated bridge"
+    return None
+
+
 def _link_view(link: LinkInfo, fresh: Mapping[str, _End], keys: Mapping[str, str | None]) -> LinkView:
     def view(state: str, blocked_at: str | None = None, reason: str | None = None) -> LinkView:
         return LinkView(link.a, link.b, link.vni, link.cost, state, blocked_at, reason)
@@ -264,6 +282,10 @@ def _link_view(link: LinkInfo, fresh: Mapping[str, _End], keys: Mapping[str, str
     sides = [(node, peer, end) for node, peer, end in ((link.a, link.b, end_a), (link.b, link.a, end_b)) if end]
     for node, peer, end in sides:
         reason = _down_reason(node, peer, end, keys.get(peer))
+        if reason:
+            return view("down", reason=reason)
+    if end_a is not None and end_b is not None:
+        reason = _hellos_lost(link, end_a, end_b)
         if reason:
             return view("down", reason=reason)
     held = [(node, end.ports[peer].state) for node, peer, end in sides if end.ports[peer].state in _NOT_FORWARDING_YET]

@@ -22,6 +22,7 @@ from webapp.keys import KeyPair, generate_keypair
 from webapp.rendering import render_setup_script
 
 WAN_PREFIX = "192.0.2"
+AGENT_PATH = "/etc/privnet/agent.py"
 LISTEN_PORT = 56560
 # The kernel's floors with STP on: a new port forwards after 2 x forward delay = 4 s.
 FAST_STP = {"stp_hello_time": 1, "stp_max_age": 6, "stp_forward_delay": 2}
@@ -75,7 +76,7 @@ class Host:
         # One ping per try: a single ``ping -c 1 -w`` gives up at the first error (an ARP
         # failure while STP still has the ports listening).
         loop = (
-            'end=$(($(date +%s) + $2)); '
+            "end=$(($(date +%s) + $2)); "
             'until ping -n -q -c 1 -W 0.2 "$1" >/dev/null 2>&1; do [ "$(date +%s)" -lt "$end" ] || exit 1; done'
         )
         start = time.monotonic()
@@ -96,6 +97,18 @@ class Host:
 
     def interfaces(self) -> set[str]:
         return set(self.sh("ls /sys/class/net").stdout.split())
+
+    def agent_pids(self) -> list[int]:
+        """Processes in this host's network namespace that run the installed agent (not zombies)."""
+        pids = []
+        for pid in namespace_pids(self.netns):
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if AGENT_PATH.encode() in argv:
+                pids.append(pid)
+        return pids
 
     def wireguard_go_pids(self) -> list[int]:
         """wireguard-go processes in this host's network namespace."""

@@ -3,7 +3,9 @@
 Two network namespaces (`ag<hex>a`, `ag<hex>b`) joined by a veth; each has an STP bridge on the
 kernel's fastest timers and two VXLANs to the other, so the two bridges form a loop and STP must
 block one port on the non-root side. Changing that side's root-port cost moves the block. The
-agent runs inside each namespace (`--dump`, default config path) exactly as on a host.
+agent runs inside each namespace (`--dump`, default config path) exactly as on a host, once with
+the system's `/usr/bin/python3` and its distribution pyroute2 (Debian bookworm: 0.7.2, what a
+host gets from `python3-pyroute2`) and once with the venv's (0.9.x); under CI=true both must run.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -29,6 +32,8 @@ pytestmark = pytest.mark.lab
 AGENT = Path(__file__).resolve().parents[2] / "bootstrap" / "agent.py"
 STATE_NAMES = {0: "disabled", 1: "listening", 2: "learning", 3: "forwarding", 4: "blocking"}
 CONVERGE_TIMEOUT = 30
+SYSTEM_PYTHON = "/usr/bin/python3"  # what privnet-agent.service runs
+INTERPRETERS = {"system-python": SYSTEM_PYTHON, "venv-python": sys.executable}
 
 
 @dataclass
@@ -54,6 +59,26 @@ def host_config(host: Host) -> dict:
         bridge_name="internet", bridge_priority=host.priority, vxlan_port=4789, mtu=1500,
         stp_hello_time=1, stp_forward_delay=2, stp_max_age=6, report_interval=1, version="0123456789abcdef",
     ).to_dict()  # fmt: skip
+
+
+def pyroute2_version(python: str) -> str | None:
+    """The pyroute2 version ``python`` imports, or None when it has none."""
+    code = "import importlib.metadata as m, pyroute2; print(m.version('pyroute2'))"
+    try:
+        result = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False, timeout=30)
+    except OSError:
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+@pytest.fixture(params=list(INTERPRETERS), ids=list(INTERPRETERS))
+def python(request: pytest.FixtureRequest) -> str:
+    """The interpreter the agent runs with; each must import pyroute2 (under CI=true, or the test fails)."""
+    interpreter = INTERPRETERS[request.param]
+    version = pyroute2_version(interpreter)
+    require(version is not None, f"{interpreter} cannot import pyroute2 (apt-get install python3-pyroute2)")
+    print(f"\nagent runs with {interpreter}, pyroute2 {version}")
+    return interpreter
 
 
 @pytest.fixture
@@ -196,22 +221,22 @@ def ip_view(host: Host) -> dict:
     }
 
 
-def agent_report(host: Host) -> dict:
-    return json.loads(host.run(sys.executable, str(AGENT), "--dump", "--wireguard-socket-dir", "/nonexistent"))
+def agent_report(host: Host, python: str) -> dict:
+    return json.loads(host.run(python, str(AGENT), "--dump", "--wireguard-socket-dir", "/nonexistent"))
 
 
-def report_and_kernel(host: Host) -> tuple[dict, dict]:
+def report_and_kernel(host: Host, python: str) -> tuple[dict, dict]:
     """The agent's report with the sysfs view read just before and after it (retried until they match)."""
     for _ in range(5):
         before = sysfs_view(host)
-        report = agent_report(host)
+        report = agent_report(host, python)
         if sysfs_view(host) == before:
             return report, before
     raise AssertionError(f"{host.netns}: the bridge kept changing while the agent read it")
 
 
-def assert_report_matches_kernel(host: Host) -> dict:
-    report, kernel = report_and_kernel(host)
+def assert_report_matches_kernel(host: Host, python: str) -> dict:
+    report, kernel = report_and_kernel(host, python)
     parse_report(report, node_name=host.node)  # the app accepts what the agent sends
     assert report["node"] == host.node and report["config_version"] == "0123456789abcdef"
     bridge = dict(report["bridge"])
@@ -224,12 +249,12 @@ def assert_report_matches_kernel(host: Host) -> dict:
     return report
 
 
-def test_report_equals_kernel_view_and_follows_a_cost_change(stp_loop: tuple[Host, Host]) -> None:
+def test_report_equals_kernel_view_and_follows_a_cost_change(python: str, stp_loop: tuple[Host, Host]) -> None:
     alpha, bravo = stp_loop
     wait_for(lambda: settled(alpha, bravo), "STP to converge")
 
-    alpha_report = assert_report_matches_kernel(alpha)
-    bravo_report = assert_report_matches_kernel(bravo)
+    alpha_report = assert_report_matches_kernel(alpha, python)
+    bravo_report = assert_report_matches_kernel(bravo, python)
     root_id = alpha_report["bridge"]["bridge_id"]
     assert root_id.startswith("1000.")  # priority 4096, in network byte order
     assert alpha_report["bridge"]["designated_root"] == root_id and alpha_report["bridge"]["root_port"] == 0
@@ -246,9 +271,9 @@ def test_report_equals_kernel_view_and_follows_a_cost_change(stp_loop: tuple[Hos
         lambda: port_states(bravo) == {root_port["name"]: "blocking", blocked["name"]: "forwarding"},
         "the block to move after the cost change",
     )
-    after = assert_report_matches_kernel(bravo)
+    after = assert_report_matches_kernel(bravo, python)
     ports = {port["name"]: port for port in after["ports"]}
     assert ports[root_port["name"]]["path_cost"] == 300 and ports[root_port["name"]]["state"] == "blocking"
     assert after["bridge"]["root_port"] == ports[blocked["name"]]["port_no"]
     assert after["bridge"]["root_path_cost"] == 100
-    assert_report_matches_kernel(alpha)
+    assert_report_matches_kernel(alpha, python)

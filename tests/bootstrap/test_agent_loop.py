@@ -1,8 +1,9 @@
 """The agent's loop against a tiny HTTP server on 127.0.0.1: backoff while the app is down,
 recovery, survival of HTTP and JSON errors, a clean stop on SIGTERM, and no token in its log.
 
-The agent runs as a subprocess in the test's own namespace; it only reads (netlink, `wg show`)
-and only sends to 127.0.0.1.
+The agent runs as a subprocess in the test's own namespace with ``--no-apply`` (report only: it
+must never change this machine's network); it only reads (netlink, `wg show`) and only sends to
+127.0.0.1. Its config loop is tested in ``test_agent_apply.py``.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def running_agent(agent_files: tuple[Path, Path, int], tmp_path: Path) -> Iterat
     with log.open("w") as log_file:
         process = subprocess.Popen(
             [sys.executable, str(AGENT), "--config", str(config), "--token", str(token), "--max-backoff", "2",
-             "--wireguard-socket-dir", str(tmp_path / "no-wireguard")],
+             "--wireguard-socket-dir", str(tmp_path / "no-wireguard"), "--no-apply"],
             stdout=log_file, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -166,7 +167,8 @@ def test_agent_survives_a_missing_config_until_it_appears(agent_files, tmp_path:
     log = tmp_path / "agent.log"
     with log.open("w") as log_file:
         process = subprocess.Popen(
-            [sys.executable, str(AGENT), "--config", str(missing), "--token", str(token), "--max-backoff", "1"],
+            [sys.executable, str(AGENT), "--config", str(missing), "--token", str(token), "--max-backoff", "1",
+             "--no-apply"],
             stdout=log_file, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:

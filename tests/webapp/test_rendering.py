@@ -17,7 +17,9 @@ from webapp.errors import ValidationError
 from webapp.hostconfig import HostConfig, LinkConfig, PeerConfig
 from webapp.keys import generate_keypair
 from webapp.rendering import (
+    AGENT_SOURCE,
     bridge_mac_address,
+    render_agent_unit,
     render_host_files,
     render_setup_script,
     render_systemd_unit,
@@ -120,6 +122,7 @@ def test_every_installed_file_is_embedded_verbatim_with_its_mode():
     embedded = heredocs(script)
     expected = {file.path: file for file in render_host_files(config, private_key=PRIVATE_KEY, agent_token=TOKEN)}
     expected["/etc/systemd/system/privnet.service"] = render_systemd_unit(config)
+    expected["/etc/systemd/system/privnet-agent.service"] = render_agent_unit(config)
     assert set(embedded) == set(expected)
     for path, file in expected.items():
         assert embedded[path] == file.content
@@ -127,6 +130,18 @@ def test_every_installed_file_is_embedded_verbatim_with_its_mode():
     modes = {path: file.mode for path, file in expected.items()}
     assert modes["/etc/privnet/private.key"] == modes["/etc/privnet/agent.token"] == "0600"
     assert modes["/etc/privnet/wg0.conf"] == "0600"
+    assert modes["/etc/privnet/agent.py"] == "0755"
+
+
+def test_the_agent_is_installed_as_it_is_in_the_repository():
+    """bootstrap/agent.py, byte for byte, before up (which starts it), in a quoted here-document."""
+    config = make_config()
+    source = AGENT_SOURCE.read_text()
+    files = render_host_files(config, private_key=PRIVATE_KEY, agent_token=TOKEN)
+    paths = [file.path for file in files]
+    assert paths.index("/etc/privnet/agent.py") < paths.index("/etc/privnet/up")
+    assert heredocs(render(config))["/etc/privnet/agent.py"] == source
+    assert source.startswith("#!/usr/bin/env python3\n")
 
 
 def test_secrets_appear_only_in_their_files():
@@ -187,8 +202,45 @@ def test_systemd_unit_runs_up_and_down():
     assert "WantedBy=multi-user.target" in unit
 
 
+def test_agent_unit_keeps_the_agent_running_after_the_network():
+    unit = render_agent_unit(make_config())
+    assert unit.path == "/etc/systemd/system/privnet-agent.service" and unit.mode == "0644"
+    for line in (
+        "ExecStart=/usr/bin/python3 /etc/privnet/agent.py",
+        "Restart=always",
+        "RestartSec=5",
+        "Wants=privnet.service",
+        "WantedBy=multi-user.target",
+    ):
+        assert f"\n{line}\n" in unit.content
+    assert re.search(r"^After=.*\bprivnet\.service\b", unit.content, re.M)
+
+
+def test_setup_installs_python_and_pyroute2_for_the_agent_and_starts_it():
+    script = render(make_config())
+    assert "import pyroute2" in script
+    assert 'missing="$missing python3-pyroute2"' in script
+    assert 'python3-pyroute2) packages="$packages py3-pyroute2" ;;' in script  # apk's name
+    assert 'systemctl enable --quiet "$AGENT_UNIT"' in script
+    assert 'systemctl restart "$AGENT_UNIT"' in script
+
+
+def test_up_starts_the_agent_and_down_stops_it():
+    files = files_of(make_config())
+    up, down = files["/etc/privnet/up"], files["/etc/privnet/down"]
+    assert "AGENT='/etc/privnet/agent.py'" in up and 'AGENT_PID_FILE="$RUN_DIR/agent.pid"' in up
+    assert 'setsid "$python" "$AGENT" </dev/null >>"$AGENT_LOG" 2>&1 &' in up
+    assert up.index("    converge_agent\n") > up.index("    converge_bridge\n")
+    assert down.index("    stop_the_agent\n") < down.index('for name in $(stale_vxlans "")')
+    uninstall = files["/etc/privnet/uninstall"]
+    assert 'systemctl disable --now "$AGENT_UNIT"' in uninstall
+    assert "AGENT_UNIT_PATH='/etc/systemd/system/privnet-agent.service'" in uninstall
+
+
 def test_no_systemd_is_said_plainly():
-    assert "no systemd: run $CONFIG_DIR/up at boot yourself (e.g. from rc.local)" in render(make_config())
+    script = render(make_config())
+    assert "no systemd: run $CONFIG_DIR/up at boot yourself (e.g. from rc.local)" in script
+    assert "no systemd: the agent runs in the background" in script
 
 
 # --- shellcheck and dash, normal and odd-but-valid values -----------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -50,8 +51,9 @@ def report(
     handshakes = {peer: 5 for peer in ports} if handshakes is None else handshakes
     own_id = bridge_id(node, priority)
     root_id = bridge_id(root, 0x1000) if root != node else own_id
+    # Both ends of a live link name the same designated bridge (here: the lower-named end's).
     port_list = tuple(
-        PortStatus(peer, 0x8000 | n, n, state, 100, 32, root_id, own_id, 0x8000 | n, 0)
+        PortStatus(peer, 0x8000 | n, n, state, 100, 32, root_id, bridge_id(min(node, peer)), 0x8000 | n, 0)
         for n, (peer, state) in enumerate(ports.items(), start=1)
     )
     peers = tuple(
@@ -291,3 +293,28 @@ def test_tree_path_on_a_chain() -> None:
         reports[name] = received(report(name, "n0", neighbours, priority=0x1000 if i == 0 else 0x8000))
     topology = compute(reports, nodes=nodes, links=links)
     assert tree_path(topology, "n49", "n0") == names[::-1]
+
+
+def test_a_silently_dead_link_is_down_though_both_ends_forward() -> None:
+    """After a silent cut each end makes itself the wire's designated bridge and forwards."""
+    rho = received(report("rho", "rho", {"epsilon": "forwarding", "vorke": "forwarding"}))
+    epsilon = report("epsilon", "rho", {"rho": "forwarding", "vorke": "forwarding"})
+    vorke = report("vorke", "rho", {"rho": "forwarding", "epsilon": "forwarding"})
+
+    def naming_itself(own: AgentReport, peer: str) -> AgentReport:
+        ports = tuple(
+            replace(port, designated_bridge=bridge_id(own.node)) if port.name == peer else port for port in own.ports
+        )
+        return replace(own, ports=ports)
+
+    reports = {"rho": rho, "epsilon": received(epsilon), "vorke": received(vorke)}
+    before = compute_topology(NODES, LINKS, reports, report_interval=INTERVAL, now=NOW)
+    assert {(link.a, link.b): link.state for link in before.links}[("epsilon", "vorke")] == "forwarding"
+    reports |= {
+        "epsilon": received(naming_itself(epsilon, "vorke")),
+        "vorke": received(naming_itself(vorke, "epsilon")),
+    }
+    after = compute_topology(NODES, LINKS, reports, report_interval=INTERVAL, now=NOW)
+    dead = {(link.a, link.b): link for link in after.links}[("epsilon", "vorke")]
+    assert dead.state == "down"
+    assert "designated bridge" in dead.reason

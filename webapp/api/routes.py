@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import current_app, request
 
-from .. import inventory, monitoring
+from .. import inventory, liveconfig, monitoring
 from ..errors import DomainError, ValidationError
 from . import bp
 from .auth import admin_required
@@ -33,6 +33,10 @@ def json_object(allowed: frozenset[str] | None = None) -> dict:
     return body
 
 
+def _node_json(node) -> dict:
+    return node_to_json(node, liveconfig.sync_status(node, current_app.config["PRIVNET_URL"]))
+
+
 def _enroll(node) -> dict:
     enrollment = inventory.issue_enrollment(
         node, app_url=current_app.config["PRIVNET_URL"], ttl_seconds=current_app.config["PRIVNET_ENROLLMENT_TTL"]
@@ -43,7 +47,8 @@ def _enroll(node) -> dict:
 @bp.get("/nodes")
 @admin_required
 def list_nodes():
-    return {"nodes": [node_to_json(node) for node in inventory.list_nodes()]}
+    statuses = liveconfig.sync_statuses(current_app.config["PRIVNET_URL"])
+    return {"nodes": [node_to_json(node, statuses[node.name]) for node in inventory.list_nodes()]}
 
 
 @bp.post("/nodes")
@@ -51,20 +56,20 @@ def list_nodes():
 def create_node():
     body = json_object(NODE_CREATE_FIELDS)
     node = inventory.create_node(name=body.pop("name", None), **body, secret_key=current_app.config["SECRET_KEY"])
-    return {**node_to_json(node), "enroll": _enroll(node)}, 201
+    return {**_node_json(node), "enroll": _enroll(node)}, 201
 
 
 @bp.get("/nodes/<name>")
 @admin_required
 def show_node(name: str):
-    return node_to_json(inventory.get_node(name))
+    return _node_json(inventory.get_node(name))
 
 
 @bp.patch("/nodes/<name>")
 @admin_required
 def update_node(name: str):
     node = inventory.get_node(name)
-    return node_to_json(inventory.update_node(node, json_object()))
+    return _node_json(inventory.update_node(node, json_object()))
 
 
 @bp.delete("/nodes/<name>")
@@ -78,6 +83,13 @@ def delete_node(name: str):
 @admin_required
 def issue_enrollment(name: str):
     return _enroll(inventory.get_node(name)), 201
+
+
+@bp.post("/nodes/<name>/rotate-key")
+@admin_required
+def rotate_key(name: str):
+    """Ask the node's agent for a new key pair; 202: the host does the rest."""
+    return _node_json(inventory.request_key_rotation(inventory.get_node(name))), 202
 
 
 @bp.get("/links")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from ..inventory import NETWORK_FIELDS, Enrollment
+from ..liveconfig import SyncStatus
 from ..models import Link, Network, Node
 
 
@@ -12,7 +13,8 @@ def _time(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def node_to_json(node: Node) -> dict:
+def node_to_json(node: Node, sync: SyncStatus) -> dict:
+    """A node; ``sync`` says whether its host runs its desired state (``liveconfig.sync_status``)."""
     return {
         "name": node.name,
         "location": node.location,
@@ -25,6 +27,10 @@ def node_to_json(node: Node) -> dict:
         "created_at": _time(node.created_at),
         "enrolled_at": _time(node.enrolled_at),
         "last_seen_at": _time(node.last_seen_at),
+        "key_rotation": (
+            {"requested_at": _time(node.key_rotation_requested_at)} if node.key_rotation_nonce is not None else None
+        ),
+        "sync": sync.to_dict(),
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_login import login_required
 
-from .. import inventory
+from .. import inventory, liveconfig
 from ..errors import DomainError, NotFoundError
 from ..formtools import form_values, show_domain_error
 from . import bp
@@ -24,7 +24,12 @@ def _node_or_404(name: str):
 @bp.route("/")
 @login_required
 def list_nodes():
-    return render_template("nodes/list.html", nodes=inventory.list_nodes(), network=inventory.get_network())
+    return render_template(
+        "nodes/list.html",
+        nodes=inventory.list_nodes(),
+        network=inventory.get_network(),
+        sync=liveconfig.sync_statuses(current_app.config["PRIVNET_URL"]),
+    )
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -54,7 +59,13 @@ def create_node():
 @login_required
 def show_node(name: str):
     node = _node_or_404(name)
-    return render_template("nodes/detail.html", node=node, links=inventory.links_of(node), confirm_form=ConfirmForm())
+    return render_template(
+        "nodes/detail.html",
+        node=node,
+        links=inventory.links_of(node),
+        sync=liveconfig.sync_status(node, current_app.config["PRIVNET_URL"]),
+        confirm_form=ConfirmForm(),
+    )
 
 
 @bp.route("/<name>/edit", methods=["GET", "POST"])
@@ -101,3 +112,18 @@ def issue_enrollment(name: str):
         node, app_url=current_app.config["PRIVNET_URL"], ttl_seconds=current_app.config["PRIVNET_ENROLLMENT_TTL"]
     )
     return render_template("nodes/enrollment.html", node=node, enrollment=enrollment)
+
+
+@bp.route("/<name>/rotate-key", methods=["POST"])
+@login_required
+def rotate_key(name: str):
+    """Ask the node's agent for a new key pair (the host makes it; the app learns the public half)."""
+    node = _node_or_404(name)
+    if not ConfirmForm().validate_on_submit():
+        abort(400, description="The form expired; reload the page and try again.")
+    inventory.request_key_rotation(node)
+    flash(
+        f"Key rotation requested: {node.name}'s agent makes a new key pair and sends its public key; "
+        "its peers switch to it then."
+    )
+    return redirect(url_for("nodes.show_node", name=node.name))
