@@ -104,8 +104,10 @@ def gunicorn_argv(bind_address: str) -> list[str]:
     return [
         sys.executable, "-m", "gunicorn",
         "--bind", f"{bind_address}:{APP_PORT}",
+        "--worker-class", "gthread",
         "--workers", "2",
-        "--threads", "4",
+        # every agent holds a thread in its config long-poll: leave plenty for the API and reports
+        "--threads", "32",
         "--access-logfile", "-",
         "--error-logfile", "-",
         "wsgi:app",
