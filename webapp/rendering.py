@@ -46,6 +46,7 @@ AGENT_PYTHON = "/usr/bin/python3"
 
 APP_URL_PATTERN = re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?$")
 VERSION_PATTERN = re.compile(r"^[0-9a-f]{0,64}$")
+KEY_ROTATION_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 # What may stand as a value in wg0.conf or the unit: no whitespace, no '#', no newline.
 STP_TIMER_FIELDS = ("stp_hello_time", "stp_forward_delay", "stp_max_age")
 CONF_VALUE_PATTERN = re.compile(r"^[A-Za-z0-9+/=.:\[\]_-]+$")
@@ -189,6 +190,10 @@ def validate_for_rendering(config: HostConfig, *, private_key: str, agent_token:
         config.app_url, APP_URL_PATTERN, field="app_url", rule="must be an http(s) URL of host[:port] and a plain path"
     )
     _string(config.version, VERSION_PATTERN, field="version", rule="must be a hexadecimal digest")
+    if config.key_rotation is not None:
+        _string(
+            config.key_rotation, KEY_ROTATION_PATTERN, field="key_rotation", rule="must be 32 lower-case hex digits"
+        )
     validate_interface_name(config.bridge_name, field="bridge_name")
     _int_in(config.listen_port, field="listen_port", low=1, high=65535)
     _int_in(config.vxlan_port, field="vxlan_port", low=1, high=65535)

@@ -7,6 +7,8 @@ import re
 import secrets
 from datetime import datetime, timedelta
 
+from sqlalchemy.orm import joinedload
+
 from .extensions import db
 from .models import Node, Token, User, utcnow
 
@@ -40,7 +42,9 @@ def find_valid_token(secret: str | None, kind: str, *, now: datetime | None = No
     if not secret or not TOKEN_PATTERN.fullmatch(secret):
         return None
     token = db.session.execute(
-        db.select(Token).where(Token.token_hash == hash_token(secret), Token.kind == kind)
+        db.select(Token)
+        .where(Token.token_hash == hash_token(secret), Token.kind == kind)
+        .options(joinedload(Token.node))  # callers want the node: one query, not two
     ).scalar_one_or_none()
     if token is None or token.revoked_at is not None:
         return None

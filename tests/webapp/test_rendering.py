@@ -333,6 +333,8 @@ def test_names_that_could_inject_are_refused(field, value):
         ({"app_url": "ftp://x"}, "app_url"),
         ({"app_url": "http://x y"}, "app_url"),
         ({"version": "abc; reboot"}, "version"),
+        ({"key_rotation": "0123'; reboot"}, "key_rotation"),
+        ({"key_rotation": "ABCDEF0123456789ABCDEF0123456789"}, "key_rotation"),
         ({"underlay_ip": "10.88.88.1; reboot"}, "underlay_ip"),
         ({"underlay_ip": "10.88.88.01"}, "underlay_ip"),
         ({"underlay_ip": "10.88.88.1/24"}, "underlay_ip"),
