@@ -9,8 +9,9 @@ from sending the change to each agent holding the new config: the median agent, 
 host and minute. The baseline, measured in the same run, is agents that poll every 10 s (the
 report interval) with a conditional GET instead of long-polling.
 
-Kernel part (to be added with the agent that applies configs): the time from the API change to
-the change being live in a host's kernel, in the lab. It plugs in at ``measure_kernel_apply``.
+Host part (``measure_kernel_apply``, needs root and the lab): the time from the API change to the
+change being live in a lab host's kernel, applied by the real agent (20 link cost changes in a
+triangle lab, read back from sysfs; ``BENCH_LIVE_KERNEL_CHANGES`` overrides the count).
 
     sudo .venv/bin/python bench/live.py            # root: for the private PostgreSQL cluster
 
@@ -38,6 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from appserver import free_port, start_gunicorn  # noqa: E402  (bench/appserver.py)
+
 from webapp import accounts, create_app, inventory, tokens  # noqa: E402
 from webapp.config import TestingConfig  # noqa: E402
 from webapp.extensions import db  # noqa: E402
@@ -51,12 +54,6 @@ POLL_PERIOD = 10  # the baseline: a conditional GET every report interval
 WORKERS = 2
 THREADS = 128  # per worker: every long-poll holds a thread, and accepts need not be even
 GUNICORN_OPTIONS = ("--worker-class", "gthread", "--workers", str(WORKERS), "--threads", str(THREADS))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # --- the app under test ------------------------------------------------------------------------
@@ -82,29 +79,6 @@ def prepare_database(database_url: str, secret_key: str) -> tuple[list[str], str
         db.session.remove()
         db.engine.dispose()
     return agent_tokens, admin
-
-
-def start_gunicorn(database_url: str, secret_key: str, port: int) -> subprocess.Popen:
-    env = os.environ | {
-        "PRIVNET_ENV": "production",
-        "SECRET_KEY": secret_key,
-        "DATABASE_URL": database_url,
-        "PRIVNET_URL": f"http://127.0.0.1:{port}",
-    }
-    server = subprocess.Popen(
-        [str(ROOT / ".venv/bin/gunicorn"), *GUNICORN_OPTIONS, "-b", f"127.0.0.1:{port}", "--log-level", "warning",
-         "wsgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return server
-        except OSError:
-            time.sleep(0.1)
-    server.kill()
-    raise RuntimeError("gunicorn did not start")
 
 
 # --- simulated agents --------------------------------------------------------------------------
@@ -290,7 +264,7 @@ def measure_server(label: str, database_url: str, *, long_poll: bool = True, cha
     secret_key = secrets.token_urlsafe(32)
     agent_tokens, admin_token = prepare_database(database_url, secret_key)
     port = free_port()
-    server = start_gunicorn(database_url, secret_key, port)
+    server = start_gunicorn(database_url, secret_key, port, GUNICORN_OPTIONS)
     fleet = Fleet(AGENTS)
     agents = [Agent(index, port, token, fleet, long_poll=long_poll) for index, token in enumerate(agent_tokens)]
     result = ServerResult(label, [], [])
@@ -335,6 +309,30 @@ def measure_server(label: str, database_url: str, *, long_poll: bool = True, cha
     return result
 
 
+# --- host part: from the API change to the change live in a lab host's kernel ------------------
+# A triangle lab (real app under gunicorn, real agents, wireguard-go). KERNEL_CHANGES cost changes
+# of link a-b go through the admin API (curl in the lab's control namespace, as every lab request);
+# a watcher in each end's namespace polls sysfs brport/path_cost every 2 ms and notes, on the
+# machine-wide monotonic clock, when the new cost appears. A change's time runs from just before
+# the request is sent (curl's start-up in the namespace included) until both ends show it.
+
+KERNEL_CHANGES = int(os.environ.get("BENCH_LIVE_KERNEL_CHANGES", 20))
+SYSFS_WATCHER = """
+import sys, time
+last = None
+while True:
+    try:
+        with open(sys.argv[1]) as file:
+            value = file.read().strip()
+    except OSError:
+        value = None
+    if value != last:
+        print(time.monotonic(), value, flush=True)
+        last = value
+    time.sleep(0.002)
+"""
+
+
 @dataclass
 class KernelResult:
     """Time from the API change to the change being live in a host's kernel (lab, 20 changes)."""
@@ -342,15 +340,64 @@ class KernelResult:
     median: float
     maximum: float
     changes: int
+    request_median: float | None = None  # of the API request alone (curl in the namespace, answered)
+
+
+class SysfsWatch(threading.Thread):
+    """Collects ``(monotonic time, value)`` each time a sysfs file of a lab host changes."""
+
+    def __init__(self, lab, host: str, path: str) -> None:
+        super().__init__(daemon=True)
+        self.process = lab.popen(host, [sys.executable, "-c", SYSFS_WATCHER, path], stdout=subprocess.PIPE, text=True)
+        self.seen: list[tuple[float, str]] = []
+
+    def run(self) -> None:
+        for line in self.process.stdout:
+            at, _, value = line.strip().partition(" ")
+            self.seen.append((float(at), value))
+
+    def first(self, value: str, after: float) -> float | None:
+        return next((at for at, seen in list(self.seen) if seen == value and at >= after), None)
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
 
 
 def measure_kernel_apply() -> KernelResult | None:
-    """The kernel part of this benchmark, added with the agent that applies configs (lab, root).
+    """API change -> live in both ends' kernels, over KERNEL_CHANGES cost changes in a triangle lab."""
+    from lab.testing import lab_unavailable_reason, running_lab
 
-    Contract: make ~20 changes through the API of a lab network (add/remove a link, a cost, an
-    endpoint) and time each until ``ip``/``bridge``/``wg`` on the hosts show it. None: not measured.
-    """
-    return None
+    reason = lab_unavailable_reason()
+    if reason is not None:
+        print(f"kernel apply: not measured ({reason})")
+        return None
+    with running_lab("triangle") as lab:
+        lab.wait_for_overlay(timeout=60)
+        api = lab.api()
+        ends = (("a", "b"), ("b", "a"))
+        watches = [SysfsWatch(lab, host, f"/sys/class/net/{peer}/brport/path_cost") for host, peer in ends]
+        for watch in watches:
+            watch.start()
+        times, requests = [], []
+        try:
+            time.sleep(1.0)
+            for change in range(KERNEL_CHANGES):
+                cost = 300 + change
+                started = time.monotonic()
+                api.call("PATCH", "/api/v1/links/a/b", {"cost": cost})
+                requests.append(time.monotonic() - started)
+                deadline = started + 30
+                while not all(watch.first(str(cost), started) for watch in watches):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"cost {cost} did not reach both kernels within 30 s")
+                    time.sleep(0.01)
+                times.append(max(watch.first(str(cost), started) for watch in watches) - started)
+                time.sleep(0.3)
+        finally:
+            for watch in watches:
+                watch.stop()
+    return KernelResult(statistics.median(times), max(times), len(times), statistics.median(requests))
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -394,6 +441,9 @@ def print_table(results: list[ServerResult], kernel: KernelResult | None) -> Non
         print("kernel apply (API change -> live in the kernel): not measured here yet (measure_kernel_apply)")
     else:
         print(f"kernel apply over {kernel.changes} changes: median {kernel.median:.3f} s, max {kernel.maximum:.3f} s")
+        if kernel.request_median is not None:
+            print(f"  (from before the request; the request alone, curl in the lab's control namespace, "
+                  f"median {kernel.request_median:.3f} s; triangle lab, link cost via PATCH /api/v1/links/a/b)")
 
 
 def main() -> None:

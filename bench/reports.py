@@ -17,7 +17,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from appserver import free_port, start_gunicorn  # noqa: E402  (bench/appserver.py)
 from topology import synthetic_network  # noqa: E402  (bench/topology.py)
 
 from webapp import create_app, inventory, tokens  # noqa: E402
@@ -40,12 +40,6 @@ AGENTS = 1000
 ROUNDS = 3
 CLIENT_THREADS = 16
 WORKERS = 2
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def prepare_database(database_url: str, secret_key: str) -> dict[str, tuple[str, bytes]]:
@@ -65,29 +59,6 @@ def prepare_database(database_url: str, secret_key: str) -> dict[str, tuple[str,
         db.session.commit()
         db.engine.dispose()
     return agents
-
-
-def start_gunicorn(database_url: str, secret_key: str, port: int) -> subprocess.Popen:
-    env = os.environ | {
-        "PRIVNET_ENV": "production",
-        "SECRET_KEY": secret_key,
-        "DATABASE_URL": database_url,
-        "PRIVNET_URL": f"http://127.0.0.1:{port}",
-    }
-    server = subprocess.Popen(
-        [str(ROOT / ".venv/bin/gunicorn"), "-w", str(WORKERS), "-b", f"127.0.0.1:{port}", "--log-level", "warning",
-         "wsgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return server
-        except OSError:
-            time.sleep(0.1)
-    server.kill()
-    raise RuntimeError("gunicorn did not start")
 
 
 def post_reports(port: int, agents: dict[str, tuple[str, bytes]]) -> tuple[int, int, float]:
@@ -118,7 +89,7 @@ def run(label: str, database_url: str) -> float:
     secret_key = secrets.token_urlsafe(32)
     agents = prepare_database(database_url, secret_key)
     port = free_port()
-    server = start_gunicorn(database_url, secret_key, port)
+    server = start_gunicorn(database_url, secret_key, port, ("-w", str(WORKERS)))
     try:
         accepted, refused, seconds = post_reports(port, agents)
     finally:
