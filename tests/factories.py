@@ -18,3 +18,17 @@ def make_link(db, a: str, b: str, **overrides) -> Link:
     from webapp import inventory
 
     return inventory.create_link(a=a, b=b, **overrides)
+
+
+def make_agents(db, names: tuple[str, ...], links: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
+    """Nodes (each with an endpoint) and an agent token for each, plus ``links``; tokens by name."""
+    from webapp import tokens
+
+    secrets = {}
+    for name in names:
+        node = make_node(db, name=name, endpoint=f"{name}.example:56560")
+        secrets[name], _ = tokens.issue_token("agent", node=node)
+    for a, b in links:
+        make_link(db, a, b)
+    db.session.commit()
+    return secrets

@@ -4,22 +4,15 @@ import copy
 
 import pytest
 
-from tests.factories import make_link, make_node
+from tests.factories import make_agents
 from tests.webapp.test_reports import valid_report
-from webapp import tokens
 from webapp.models import NodeReport, TopologyChange
 
 
 @pytest.fixture
 def agent_tokens(db):
     """Agent tokens for epsilon and vorke (two nodes with a link)."""
-    secrets = {}
-    for name in ("epsilon", "vorke"):
-        node = make_node(db, name=name, endpoint=f"{name}.example:56560")
-        secrets[name], _ = tokens.issue_token("agent", node=node)
-    make_link(db, "epsilon", "vorke")
-    db.session.commit()
-    return secrets
+    return make_agents(db, ("epsilon", "vorke"), links=(("epsilon", "vorke"),))
 
 
 def post_report(client, token, payload, **kwargs):

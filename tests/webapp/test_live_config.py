@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.factories import make_link, make_node
+from tests.factories import make_agents, make_link, make_node
 from tests.webapp.test_reports import valid_report
 from webapp import changes, keys, liveconfig, tokens
 from webapp.config import TestingConfig
@@ -30,13 +30,7 @@ WAKE_SECONDS = 1.0  # the promise: a change reaches a waiting host within about 
 @pytest.fixture
 def agents(db):
     """epsilon—vorke linked, bob alone (all with endpoints); their agent tokens by name."""
-    secrets = {}
-    for name in ("epsilon", "vorke", "bob"):
-        node = make_node(db, name=name, endpoint=f"{name}.example:56560")
-        secrets[name], _ = tokens.issue_token("agent", node=node)
-    make_link(db, "epsilon", "vorke")
-    db.session.commit()
-    return secrets
+    return make_agents(db, ("epsilon", "vorke", "bob"), links=(("epsilon", "vorke"),))
 
 
 def config_get(client, token: str, *, version: str | None = None, wait: object = None, headers: dict | None = None):

@@ -22,8 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-from tests.factories import make_link, make_node
-from webapp import tokens
+from tests.factories import make_agents
 from webapp.config import TestingConfig
 
 pytestmark = pytest.mark.postgres
@@ -96,12 +95,7 @@ class Server:
 @pytest.fixture
 def network(app, db, database_url, api_token):
     require(database_url.startswith("postgresql"), "needs PostgreSQL: run with TEST_DATABASE_URL (make test does)")
-    secrets = {}
-    for name in ("epsilon", "vorke", "bob"):
-        node = make_node(db, name=name, endpoint=f"{name}.example:56560")
-        secrets[name], _ = tokens.issue_token("agent", node=node)
-    make_link(db, "epsilon", "vorke")
-    db.session.commit()
+    secrets = make_agents(db, ("epsilon", "vorke", "bob"), links=(("epsilon", "vorke"),))
     db.session.remove()
     server = Server(database_url)
     try:
