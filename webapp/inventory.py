@@ -120,14 +120,15 @@ def _with_allocation_retry(attempt: Callable[[], T]) -> T:
     raise ConflictError("name", "the database stayed busy with concurrent changes; try again")
 
 
-def _used_column(column) -> list:
-    return list(db.session.execute(select(column)).scalars())
-
-
-def _used_addresses() -> tuple[set[str], set[str]]:
-    """Every node's underlay and overlay address, in one round trip (the hot path of a create)."""
-    rows = db.session.execute(select(Node.underlay_ip, Node.overlay_ip)).all()
-    return {row[0] for row in rows}, {row[1] for row in rows}
+def _address_for(field: str, network: ipaddress.IPv4Network, requested: object) -> str:
+    """The lowest free address of ``network`` for ``field``, or the requested one if it is free."""
+    if requested in (None, ""):
+        return addressing.lowest_free_address(db.session, Node.__table__.c[field.replace("_ip", "_int")], network,
+                                              field=field)  # fmt: skip
+    address = addressing.check_requested_address(network, requested, field=field)
+    if db.session.execute(select(Node.id).where(getattr(Node, field) == address)).first():
+        raise addressing.address_taken_error(field, address)
+    return address
 
 
 def _endpoint_fields(endpoint: object) -> tuple[str | None, int | None]:
@@ -175,23 +176,14 @@ def create_node(
         generation = _begin_change()
         if db.session.execute(select(Node.id).where(Node.name == name)).first():
             raise ConflictError("name", f"a node called '{name}' already exists")
-        used_underlay, used_overlay = _used_addresses()
         node = Node(
             name=name,
             location=location,
             endpoint_host=endpoint_host,
             endpoint_port=endpoint_port,
             listen_port=port,
-            underlay_ip=(
-                addressing.lowest_free_address(underlay, used_underlay, field="underlay_ip")
-                if underlay_ip in (None, "")
-                else addressing.check_requested_address(underlay, underlay_ip, used_underlay, field="underlay_ip")
-            ),
-            overlay_ip=(
-                addressing.lowest_free_address(overlay, used_overlay, field="overlay_ip")
-                if overlay_ip in (None, "")
-                else addressing.check_requested_address(overlay, overlay_ip, used_overlay, field="overlay_ip")
-            ),
+            underlay_ip=_address_for("underlay_ip", underlay, underlay_ip),
+            overlay_ip=_address_for("overlay_ip", overlay, overlay_ip),
             public_key=pair.public_key,
             private_key_encrypted=sealed,
             bridge_priority=priority,
@@ -250,10 +242,7 @@ def update_node(node: Node, changes: dict) -> Node:
         values["bridge_priority"] = validation.validate_priority(changes["bridge_priority"])
     for field, cidr in (("underlay_ip", network.underlay_cidr), ("overlay_ip", network.overlay_cidr)):
         if field in changes and changes[field] != getattr(node, field):
-            used = [ip for ip in _used_column(getattr(Node, field)) if ip != getattr(node, field)]
-            values[field] = addressing.check_requested_address(
-                ipaddress.IPv4Network(cidr), changes[field], used, field=field
-            )
+            values[field] = _address_for(field, ipaddress.IPv4Network(cidr), changes[field])
     changed = {attribute for attribute, value in values.items() if getattr(node, attribute) != value}
     if changed & HOST_CONFIG_NODE_ATTRIBUTES:
         generation = _begin_change()
@@ -323,7 +312,7 @@ def create_link(*, a: object, b: object, cost: object = None) -> Link:
         link = Link(
             node_a_id=first.id,
             node_b_id=second.id,
-            vni=addressing.lowest_free_vni(_used_column(Link.vni)),
+            vni=addressing.lowest_free_vni(db.session, Link.__table__.c.vni),
             cost=link_cost,
         )
         db.session.add(link)
