@@ -442,8 +442,10 @@ def print_table(results: list[ServerResult], kernel: KernelResult | None) -> Non
     else:
         print(f"kernel apply over {kernel.changes} changes: median {kernel.median:.3f} s, max {kernel.maximum:.3f} s")
         if kernel.request_median is not None:
-            print(f"  (from before the request; the request alone, curl in the lab's control namespace, "
-                  f"median {kernel.request_median:.3f} s; triangle lab, link cost via PATCH /api/v1/links/a/b)")
+            print(
+                f"  (from before the request; the request alone, curl in the lab's control namespace, "
+                f"median {kernel.request_median:.3f} s; triangle lab, link cost via PATCH /api/v1/links/a/b)"
+            )
 
 
 def main() -> None:

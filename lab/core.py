@@ -422,6 +422,16 @@ class Lab:
         header_fd = os.open(self.state_dir / "auth-header", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(header_fd, "w") as out:
             out.write(f"Authorization: Bearer {token}\n")
+        self.start_app()
+
+    def start_app(self) -> None:
+        """Start the app server (gunicorn) in the control namespace; return once it answers HTTP.
+
+        Its process group id is `state["app_pid"]`. The database and admin token stay as they are:
+        after `stop_app` this is the app coming back from an outage.
+        """
+        if self.app_running():
+            raise LabError(f"the app of lab {self.prefix} runs already (pid {self.state['app_pid']})")
         log_path = self.state_dir / "logs" / "app.log"
         with open(log_path, "ab") as log:
             server = self.popen(
@@ -434,10 +444,45 @@ class Lab:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        self._app_process = server
+        self.state["app_pid"] = server.pid  # `ip netns exec` and sh exec gunicorn: the same process
+        self._save()
         try:
             self.api().wait_ready(APP_START_TIMEOUT, alive=lambda: server.poll() is None)
         except (RuntimeError, TimeoutError) as error:
             raise LabError(f"{error}; its log ({log_path}) ends with:\n{tail(log_path)}") from None
+
+    def app_running(self) -> bool:
+        """Whether the app server `start_app` started is alive."""
+        pid = self.state.get("app_pid")
+        if not pid:
+            return False
+        process = getattr(self, "_app_process", None)
+        if process is not None and process.pid == pid:
+            process.poll()  # reap the master if it exited (a zombie would still count below)
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def stop_app(self, timeout: float = 30.0) -> None:
+        """Stop the app server (its whole process group: master and workers), as an outage would.
+
+        Hosts keep running; `start_app` brings the app back with the same database. Idempotent.
+        """
+        pid = self.state.get("app_pid")
+        if pid and self.app_running():
+            os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while self.app_running() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if self.app_running():
+                os.killpg(pid, signal.SIGKILL)
+                while self.app_running():
+                    time.sleep(0.1)
+        self.state["app_pid"] = None
+        self._save()
 
     def api(self) -> lab_app.ApiClient:
         """Admin API client (requests go from the control namespace)."""
