@@ -13,8 +13,7 @@ def create_app(config: type[Config] | None = None, overrides: dict | None = None
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_object(config)
     app.config.update(overrides or {})
-    if not app.config.get("SECRET_KEY"):
-        config.check()
+    config.check(app.config)
 
     from .extensions import csrf, db, limiter, login_manager, migrate
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 from flask import Blueprint
 
@@ -13,13 +11,16 @@ from .errors import DomainError
 bp = Blueprint("admin", __name__, cli_group="admin")
 
 
+# The password is read by click from PRIVNET_ADMIN_PASSWORD, or asked for (never an argument
+# on the command line, where other users could read it in the process list).
+PASSWORD_ENV = "PRIVNET_ADMIN_PASSWORD"  # noqa: S105 (a variable name, not a password)
+
+
 @bp.cli.command("create")
 @click.argument("name")
-def create_admin_command(name: str) -> None:
+@click.password_option("--password", envvar=PASSWORD_ENV, hidden=True)
+def create_admin_command(name: str, password: str) -> None:
     """Create admin NAME; the password comes from PRIVNET_ADMIN_PASSWORD or a prompt."""
-    password = os.environ.get("PRIVNET_ADMIN_PASSWORD") or click.prompt(
-        "Password", hide_input=True, confirmation_prompt=True
-    )
     try:
         accounts.create_admin(name, password)
     except DomainError as error:
@@ -39,12 +40,13 @@ def token_command(name: str) -> None:
 
 @bp.cli.command("ensure")
 @click.argument("name")
-def ensure_admin_command(name: str) -> None:
+@click.option("--password", envvar=PASSWORD_ENV, default=None, hidden=True)
+def ensure_admin_command(name: str, password: str | None) -> None:
     """Create admin NAME with a random password if there is no admin at all; print how to log in."""
     if accounts.admin_count():
         click.echo("an admin exists already: log in with your password")
         return
-    password = os.environ.get("PRIVNET_ADMIN_PASSWORD") or accounts.random_password()
+    password = password or accounts.random_password()
     accounts.create_admin(name, password)
     click.echo(f"created admin '{name}' with password: {password}")
     click.echo("log in at /login and change it with: flask --app wsgi admin password " + name)
@@ -52,11 +54,9 @@ def ensure_admin_command(name: str) -> None:
 
 @bp.cli.command("password")
 @click.argument("name")
-def password_command(name: str) -> None:
+@click.password_option("--password", envvar=PASSWORD_ENV, hidden=True, prompt="New password")
+def password_command(name: str, password: str) -> None:
     """Set a new password for admin NAME (from PRIVNET_ADMIN_PASSWORD or a prompt)."""
-    password = os.environ.get("PRIVNET_ADMIN_PASSWORD") or click.prompt(
-        "New password", hide_input=True, confirmation_prompt=True
-    )
     try:
         accounts.set_admin_password(name, password)
     except DomainError as error:

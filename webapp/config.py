@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
@@ -37,10 +38,10 @@ class Config:
     # Largest request body the app accepts (agent reports are the biggest).
     MAX_CONTENT_LENGTH = 1024 * 1024
 
-    @classmethod
-    def check(cls) -> None:
+    @staticmethod
+    def check(settings: Mapping) -> None:
         """Refuse to start with settings that would be unsafe."""
-        if not cls.SECRET_KEY:
+        if not settings.get("SECRET_KEY"):
             raise ConfigError("SECRET_KEY is not set: set it in the environment before starting privnet")
 
 

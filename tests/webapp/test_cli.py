@@ -1,5 +1,7 @@
 """``flask admin create|token|ensure|password``."""
 
+import pytest
+
 from webapp import accounts
 from webapp.models import Token
 
@@ -42,3 +44,11 @@ def test_ensure_creates_the_first_admin_once(app, monkeypatch):
     second = runner.invoke(args=["admin", "ensure", "admin"])
     assert "exists already" in second.output
     assert accounts.admin_count() == 1
+
+
+def test_production_refuses_to_start_without_a_secret_key():
+    from webapp import create_app
+    from webapp.config import ConfigError, ProductionConfig
+
+    with pytest.raises(ConfigError, match="SECRET_KEY is not set"):
+        create_app(ProductionConfig, {"SECRET_KEY": None, "SQLALCHEMY_DATABASE_URI": "sqlite://"})
