@@ -85,6 +85,14 @@ def apply(host: Host, wires: list[Wire], python: str, *, peers: dict[str, dict] 
     return result.stdout.splitlines()
 
 
+def wait_for_operational_hello(host: Host, centiseconds: str) -> None:
+    """Until the bridge shows the root's hello time ``centiseconds`` (it arrives in the root's BPDUs)."""
+    deadline = time.monotonic() + CONVERGE_SECONDS
+    while host.read("/sys/class/net/internet/bridge/hello_time") != centiseconds:
+        assert time.monotonic() < deadline, f"{host.name} never heard the root's new hello time"
+        time.sleep(0.2)
+
+
 def indexes(host: Host) -> dict[str, int]:
     return {name: host.ifindex(name) for name in host.interfaces()}
 
@@ -174,7 +182,10 @@ def test_links_come_and_go_and_change_without_disturbing_the_others(hosts: dict[
     assert b.read("/sys/class/net/internet/bridge/hello_time") == "200"  # b is the root now
     assert b.ifindex("internet") == before["b"]["internet"] and b.ifindex("a") == before["b"]["a"]
     assert b.ifindex("c") != before["b"]["c"]
-    # c and a show b's timers now, which are the new ones: theirs are set quietly (not readable).
+    # c and a show b's timers once b's hellos (every 2 s now) reach them; then theirs are set
+    # quietly (not readable).
+    for host in (c, a):
+        wait_for_operational_hello(host, "200")
     assert apply(c, [AB, bc_new], python, **network) == [
         "bridge internet: priority 32768 -> 4096",
         "link b: recreated (vni 3 -> 4)",
