@@ -19,14 +19,14 @@ import pytest
 
 from lab.core import Lab
 from lab.netns import namespace_pids
-from lab.testing import lab_fixture, require_lab
+from lab.testing import require_lab
+from tests.lab.conftest import REPORT_INTERVAL
 from webapp import create_app, monitoring
 from webapp.config import TestingConfig
 from webapp.extensions import db
 
 pytestmark = [pytest.mark.lab, require_lab()]
 
-REPORT_INTERVAL = 2  # seconds; the smallest the app takes is 1
 STALE_INTERVALS = 3  # webapp.topology: no report for 3 intervals = stale
 AGENT_PATH = "/etc/privnet/agent.py"
 FORWARDING, BLOCKING = 3, 4
@@ -34,18 +34,6 @@ FORWARDING, BLOCKING = 3, 4
 RECONVERGE_TIMEOUT = 40.0
 
 T = TypeVar("T")
-
-bare_triangle = lab_fixture("triangle", enroll=False, name="bare_triangle")
-
-
-@pytest.fixture(scope="module")
-def triangle(bare_triangle: Lab) -> Lab:
-    """The triangle, enrolled after its report interval was set to REPORT_INTERVAL."""
-    network = bare_triangle.api().call("PATCH", "/api/v1/network", {"report_interval": REPORT_INTERVAL})
-    assert network["report_interval"] == REPORT_INTERVAL
-    bare_triangle.enroll()
-    return bare_triangle
-
 
 # --- what the kernel says, what the API says ----------------------------------------------------
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from lab.core import Lab
-from lab.testing import lab_fixture, require_lab
+from lab.testing import require_lab
 from tests.lab.test_agent_e2e import kernel_blocked, kernel_port_states, kernel_root, wait_for
 from webapp import create_app, inventory
 from webapp.config import TestingConfig
@@ -26,24 +26,11 @@ from webapp.extensions import db
 
 pytestmark = [pytest.mark.lab, require_lab()]
 
-REPORT_INTERVAL = 2
 APPLY_TIMEOUT = 15.0  # a change reaches a host within about a second; generous for a loaded machine
 STP_TIMEOUT = 40.0  # max age 6 s + 2 x forward delay 2 s, twice, and then some
 PING_INTERVAL = 0.1  # 10 pings a second where loss is measured
 FLOOD_INTERVAL = 0.01
 FORWARDING = 3
-
-bare_triangle = lab_fixture("triangle", enroll=False, name="bare_triangle")
-
-
-@pytest.fixture(scope="module")
-def triangle(bare_triangle: Lab) -> Lab:
-    network = bare_triangle.api().call("PATCH", "/api/v1/network", {"report_interval": REPORT_INTERVAL})
-    assert network["report_interval"] == REPORT_INTERVAL
-    bare_triangle.enroll()
-    bare_triangle.wait_for_overlay()
-    return bare_triangle
-
 
 # --- reading the hosts ------------------------------------------------------------------------
 
