@@ -5,7 +5,7 @@ A single file, standard library plus pyroute2 (0.7, as Debian bookworm ships it,
 installed as ``/etc/privnet/agent.py`` by the setup script the app serves, and run by systemd
 (``privnet-agent.service``) or, without systemd, in the background by ``/etc/privnet/up``.
 
-Two loops, each in its own thread:
+Three loops, each in its own thread:
 
 * **report** (every ``report_interval`` seconds): reads the bridge and its VXLAN ports over
   rtnetlink, the WireGuard peers of ``wg0`` (wireguard-go's UAPI socket, or ``wg show`` for kernel
@@ -19,9 +19,14 @@ Two loops, each in its own thread:
   never recreates an interface that need not be, so a change to one link leaves the others alone.
   A pending ``key_rotation`` makes it generate a key pair, send the public half, and switch
   ``wg0`` to the new private key. DNS endpoints are re-resolved at every long-poll turn.
+* **probes** (every 0.2 s, ``PeerMonitor``): an ICMP echo to each linked peer over ``wg0``; the
+  smoothed RTT and loss go into the report (the app plans the spanning tree from them). A peer
+  silent for a second has its VXLAN port taken down (STP reroutes at once instead of waiting for
+  max age), and back up after a hold-down once it answers; a new link's port joins the bridge
+  only once its peer answers.
 
-When the app is down both loops retry with capped exponential backoff and jitter, and the host
-keeps the network it has. The agent never exits on a network, HTTP or JSON error, and never logs
+When the app is down the report and config loops retry with capped exponential backoff and
+jitter, and the host keeps the network it has. The agent never exits on a network, HTTP or JSON error, and never logs
 the token or a private key.
 
     agent.py [--config /etc/privnet/config.json] [--token /etc/privnet/agent.token]
@@ -45,6 +50,7 @@ import logging
 import os
 import random
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -53,7 +59,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,7 +67,7 @@ from typing import Any
 from pyroute2 import IPRoute
 
 AGENT_VERSION = "0.1.0"
-REPORT_SCHEMA = 1
+REPORT_SCHEMA = 2
 DEFAULT_CONFIG_PATH = "/etc/privnet/config.json"
 DEFAULT_TOKEN_PATH = "/etc/privnet/agent.token"  # noqa: S105 - a path, not a secret
 WIREGUARD_INTERFACE = "wg0"
@@ -312,10 +318,12 @@ def collect_report(
     bridges: BridgeReader | None = None,
     wireguard: WireGuardReader | None = None,
     topology_changes: TopologyChangeCounter | None = None,
+    probes: list[dict] | None = None,
 ) -> dict:
-    """One report of this host's bridge, VXLAN ports and WireGuard peers; reads, changes nothing.
+    """One report of this host's bridge, VXLAN ports, WireGuard peers and probes; reads, changes nothing.
 
     ``config["version"]`` is reported as the config version the host runs: pass the one applied.
+    ``probes``: ``PeerMonitor.report()`` (none when no monitor runs).
     """
     bridge, ports = (bridges or BridgeReader()).read(config.get("bridge_name", "internet"))
     if bridge is not None:
@@ -330,6 +338,7 @@ def collect_report(
         "bridge": bridge,
         "ports": ports,
         "peers": (wireguard or WireGuardReader()).read(),
+        "probes": probes or [],
     }
 
 
@@ -562,6 +571,9 @@ def validate_config(data: Any) -> dict:
     config["stp_forward_delay"] = _int(_need(data, "stp_forward_delay", ""), "stp_forward_delay", 2, 30)
     config["stp_max_age"] = _int(_need(data, "stp_max_age", ""), "stp_max_age", 6, 40)
     config["report_interval"] = _int(_need(data, "report_interval", ""), "report_interval", 1, 86400)
+    config["fast_failover"] = data.get("fast_failover", True)  # absent from apps before it existed
+    if not isinstance(config["fast_failover"], bool):
+        raise ConfigError("fast_failover must be true or false")
     rotation = _need(data, "key_rotation", "")
     config["key_rotation"] = (
         None
@@ -1196,11 +1208,14 @@ def _is_privnet_vxlan(iface: Interface, bridge: str) -> bool:
     return iface.kind == "vxlan" and (iface.master == bridge or iface.alias == OWNER_ALIAS)
 
 
-def diff_links(config: dict, interfaces: dict[str, Interface]) -> tuple[list[Change], list[Change]]:
+def diff_links(
+    config: dict, interfaces: dict[str, Interface], held: frozenset[str] = frozenset()
+) -> tuple[list[Change], list[Change]]:
     """``(removals, adds and updates)`` of the VXLANs: one per link, named after the peer, a bridge port.
 
     A VXLAN whose VNI, local or remote address or port differs is recreated (that one only); its
-    cost, MTU, offload, alias, master and state are changed in place.
+    cost, MTU, offload, alias, master and state are changed in place. A link in ``held`` (its peer
+    does not answer: see ``PeerMonitor``) is made but not brought up, and left down if it is.
     """
     bridge = config["bridge_name"]
     wanted = {link["name"] for link in config["links"]}
@@ -1214,10 +1229,13 @@ def diff_links(config: dict, interfaces: dict[str, Interface]) -> tuple[list[Cha
     for link in config["links"]:
         name, subject = link["name"], f"link {link['name']}"
         want = Vxlan(link["vni"], link["local"], link["remote"], config["vxlan_port"])
-        args = {"name": name, "vxlan": want, "mtu": config["mtu"], "bridge": bridge, "cost": link["cost"]}
+        args = {"name": name, "vxlan": want, "mtu": config["mtu"], "bridge": bridge, "cost": link["cost"],
+                "up": name not in held}  # fmt: skip
         have = interfaces.get(name)
         if have is None:
             what = f"added (vni {want.vni}, remote {want.remote}, cost {link['cost']})"
+            if name in held:
+                what += ", down until the peer answers"
             changes.append(Change(subject, what, "add_vxlan", args))
             continue
         if have.kind != "vxlan" or have.vxlan is None:
@@ -1243,7 +1261,7 @@ def diff_links(config: dict, interfaces: dict[str, Interface]) -> tuple[list[Cha
         if have.cost != link["cost"] or have.master != bridge:
             what = f"cost {have.cost if have.master == bridge else '(none)'} -> {link['cost']}"
             changes.append(Change(subject, what, "set_cost", {"name": name, "cost": link["cost"]}))
-        if not have.up:
+        if not have.up and name not in held:
             changes.append(Change(subject, "up", "set_link", {"name": name, "state": "up"}))
     return removals, changes
 
@@ -1256,8 +1274,11 @@ def diff(
     endpoints: dict[str, str | None],
     applied_endpoints: dict[str, str] | None = None,
     peer_names: dict[str, str] | None = None,
+    held: frozenset[str] = frozenset(),
 ) -> list[Change]:
     """Every change that takes the host from ``actual`` to ``config``, in the order to apply them.
+
+    ``held``: links whose ports stay down (their peers do not answer; see ``diff_links``).
 
     Bridge and wg0 first; then new and changed peers (a tunnel before the wire that uses it); then
     VXLANs, removals before additions (a removed link's VNI may be reused); then removed peers
@@ -1272,7 +1293,7 @@ def diff(
             config, actual.wireguard, endpoints=endpoints,
             applied_endpoints=applied_endpoints or {}, peer_names=peer_names or {},
         )  # fmt: skip
-    link_removals, link_changes = diff_links(config, interfaces)
+    link_removals, link_changes = diff_links(config, interfaces, held)
     return changes + peer_updates + link_removals + link_changes + peer_removals + stale_bridges(config, interfaces)
 
 
@@ -1340,13 +1361,14 @@ class Applier:
     def delete(self, name: str) -> None:
         self._kernel.delete(name)
 
-    def add_vxlan(self, name: str, vxlan: Vxlan, mtu: int, bridge: str, cost: int) -> None:
+    def add_vxlan(self, name: str, vxlan: Vxlan, mtu: int, bridge: str, cost: int, up: bool = True) -> None:
         self._kernel.add_vxlan(name, vxlan)
         self._kernel.set_link(name, mtu=mtu, ifalias=OWNER_ALIAS)
         self._ethtool_off(name)
         self._kernel.set_link(name, master=bridge)
-        self._kernel.set_cost(name, cost)
-        self._kernel.set_link(name, state="up")
+        self._kernel.set_cost(name, cost)  # before it is up: a port never runs STP at a wrong cost
+        if up:
+            self._kernel.set_link(name, state="up")
 
     def recreate_vxlan(self, name: str, **args: Any) -> None:
         self._kernel.delete(name)
@@ -1479,6 +1501,7 @@ class Reconciler:
         self.peer_names: dict[str, str] = {}
         self.resolved: dict[str, str | None] = {}
         self._unresolvable: set[str] = set()
+        self.monitor: PeerMonitor | None = None  # when set, the ports of silent peers stay down
 
     @property
     def private_key_path(self) -> str:
@@ -1508,9 +1531,10 @@ class Reconciler:
     def _plan(self, config: dict, kernel: Kernel, endpoints: dict[str, str | None]) -> list[Change]:
         interfaces = kernel.interfaces()
         device = self.wireguard.read() if WIREGUARD_INTERFACE in interfaces else None
+        held = self.monitor.held(config) if self.monitor is not None else frozenset()
         return diff(
             config, Actual(interfaces, device), private_key=read_private_key(self.private_key_path),
-            endpoints=endpoints, applied_endpoints=self.applied_endpoints, peer_names=self.peer_names,
+            endpoints=endpoints, applied_endpoints=self.applied_endpoints, peer_names=self.peer_names, held=held,
         )  # fmt: skip
 
     def plan(self, config: dict) -> list[Change]:
@@ -1674,6 +1698,7 @@ class ConfigLoop:
         stop: threading.Event,
         max_backoff: float = CONFIG_MAX_BACKOFF_SECONDS,
         wait: int = LONG_POLL_WAIT_SECONDS,
+        monitor: PeerMonitor | None = None,
     ) -> None:
         self.config_path = config_path
         self.token_path = token_path
@@ -1682,6 +1707,7 @@ class ConfigLoop:
         self.stop = stop
         self.max_backoff = max_backoff
         self.wait = wait
+        self.monitor = monitor  # told the links of each config applied
         self.applied_version: str | None = None
         self.known_version: str | None = None  # sent as If-None-Match
         self.local_version: str | None = None  # of the config.json this loop last took (read or wrote)
@@ -1809,6 +1835,8 @@ class ConfigLoop:
             except (OSError, ValueError):
                 token = None
             rotated = self.rotation.handle(config, token)
+            if self.monitor is not None:  # first: what it holds down decides which new ports come up
+                self.monitor.watch(config)
             outcome = self.reconciler.reconcile(config)
         if outcome.complete and rotated:
             if self.applied_version != config["version"]:
@@ -1820,6 +1848,433 @@ class ConfigLoop:
             self.incomplete += 1
             log.warning("config %s not completely applied; trying again", config["version"])
         return outcome
+
+
+# --- watching the peers: probes, dead peers, port gating ---------------------------------------
+
+PROBE_INTERVAL_SECONDS = 0.2  # an ICMP echo to every linked peer, over wg0, this often
+DEAD_AFTER_SECONDS = 1.0  # no answer this long (or 4 RTTs, if longer): the peer is dead
+START_GRACE_SECONDS = 3.0  # a port found up when watching starts gets this long for a first answer
+HOLDDOWN_SECONDS = 2.0  # a peer back must answer every probe this long before its port returns ...
+MAX_HOLDDOWN_SECONDS = 60.0  # ... doubled for each time it died within FLAP_MEMORY_SECONDS, up to this
+FLAP_MEMORY_SECONDS = 300.0
+LOSS_WINDOW = 50  # probes the reported loss is counted over (10 s)
+RTT_GAIN = 0.125  # smoothing of the reported RTT, as TCP's SRTT (RFC 6298)
+CLAIM_FRESH_SECONDS = 1.0  # a peer's STP claim older than this is not acted on
+STALE_FLAP_SECONDS = 6.0  # a port is bounced for stale STP information at most this often
+PROBE_TAG = b"privnet-probe1 "
+PEER_STATES = ("waiting", "up", "down", "holddown")
+ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST = 0, 8
+
+
+def icmp_checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data``."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def echo_request(ident: int, seq: int, payload: bytes) -> bytes:
+    """An ICMP echo request, checksummed."""
+    header = bytes([ICMP_ECHO_REQUEST, 0, 0, 0]) + ident.to_bytes(2, "big") + seq.to_bytes(2, "big")
+    checksum = icmp_checksum(header + payload)
+    return header[:2] + checksum.to_bytes(2, "big") + header[4:] + payload
+
+
+def parse_icmp(packet: bytes) -> tuple[int, int, int, bytes] | None:
+    """``(type, ident, seq, payload)`` of an IPv4 packet carrying an ICMP echo, as a raw socket reads it."""
+    if len(packet) < 20 or packet[0] >> 4 != 4:
+        return None
+    icmp = packet[(packet[0] & 0x0F) * 4 :]
+    if len(icmp) < 8 or icmp[0] not in (ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST):
+        return None
+    return icmp[0], int.from_bytes(icmp[4:6], "big"), int.from_bytes(icmp[6:8], "big"), icmp[8:]
+
+
+@dataclass(frozen=True)
+class StpClaim:
+    """What a bridge says of itself in its probes: its id, the root it sees and its cost to that root.
+
+    Its peers compare it with the STP information their ports store from it: the kernel ignores a
+    worse BPDU from the bridge it stores (802.1D keeps the old one until max age, 6 s at least), so a
+    bridge that lost its way to the root would otherwise be believed that long.
+    """
+
+    bridge_id: str
+    root: str
+    cost: int
+
+    def encode(self) -> bytes:
+        return PROBE_TAG + f"{self.bridge_id} {self.root} {self.cost}".encode()
+
+    @staticmethod
+    def decode(payload: bytes) -> StpClaim | None:
+        if not payload.startswith(PROBE_TAG):
+            return None
+        fields = payload[len(PROBE_TAG) :].decode("ascii", "replace").split()
+        if len(fields) != 3 or not all(BRIDGE_ID_PATTERN.fullmatch(value) for value in fields[:2]):
+            return None
+        if not fields[2].isdigit():
+            return None
+        return StpClaim(fields[0], fields[1], int(fields[2]))
+
+    def worse_than(self, root: str | None, cost: int | None) -> bool:
+        """Whether this claim is worse than ``root`` at ``cost`` (bridge ids order as their text)."""
+        if root is None or cost is None:
+            return False
+        return self.root > root or (self.root == root and self.cost > cost)
+
+
+BRIDGE_ID_PATTERN = re.compile(r"^[0-9a-f]{4}\.[0-9a-f]{12}$")
+
+
+class PeerHealth:
+    """One linked peer: its probes, smoothed RTT, loss and the verdict on its port.
+
+    A state machine with time passed in (so it is tested without sockets or clocks):
+    ``waiting`` (never answered since watched; port down) → ``up`` at the first answer;
+    ``up`` → ``down`` when silent for ``dead_after``; ``down`` → ``holddown`` at an answer;
+    ``holddown`` → ``up`` once it answered every probe for the hold-down, or → ``down`` when silent
+    again. Each death within FLAP_MEMORY_SECONDS doubles the next hold-down (a flapping link does not
+    churn the tree).
+    """
+
+    def __init__(self, name: str, address: str, now: float, *, state: str = "waiting", grace: float = 0.0) -> None:
+        self.name = name
+        self.address = address
+        self.state = state
+        self.since = now  # when the state began
+        self.grace = grace  # extra silence allowed until the first answer
+        self.srtt_ms: float | None = None
+        self.pending: dict[int, float] = {}  # seq -> sent at
+        self.outcomes: deque[bool] = deque(maxlen=LOSS_WINDOW)  # True: answered
+        self.last_reply: float | None = None
+        self.answering_since: float | None = None  # start of the current run of answers without a gap
+        self.deaths: deque[float] = deque()
+        self.holddown = HOLDDOWN_SECONDS
+
+    @property
+    def dead_after(self) -> float:
+        rtt = (self.srtt_ms or 0) / 1000
+        return max(DEAD_AFTER_SECONDS, 4 * rtt) + (self.grace if self.last_reply is None else 0.0)
+
+    @property
+    def loss(self) -> float:
+        return self.outcomes.count(False) / len(self.outcomes) if self.outcomes else 0.0
+
+    def sent(self, seq: int, now: float) -> None:
+        self.pending[seq] = now
+
+    def answered(self, seq: int, now: float) -> bool:
+        """Record an echo reply; False if it answers no probe in flight (late, or not ours)."""
+        sent_at = self.pending.pop(seq, None)
+        if sent_at is None:
+            return False
+        rtt_ms = (now - sent_at) * 1000
+        self.srtt_ms = rtt_ms if self.srtt_ms is None else (1 - RTT_GAIN) * self.srtt_ms + RTT_GAIN * rtt_ms
+        self.outcomes.append(True)
+        if self.last_reply is None or now - self.last_reply > 2.5 * PROBE_INTERVAL_SECONDS:
+            self.answering_since = now  # a gap of two probes or more starts a new run
+        self.last_reply = now
+        return True
+
+    def expire(self, now: float) -> None:
+        """Probes unanswered for ``dead_after`` count as lost, except while the peer is down.
+
+        A dead peer's loss stays what it was when it died: its port is out of the bridge already,
+        and a loss climbing to 100 % would make the app replan the whole tree during the failover.
+        """
+        limit = self.dead_after
+        for seq, sent_at in list(self.pending.items()):
+            if now - sent_at > limit:
+                del self.pending[seq]
+                if self.state != "down":
+                    self.outcomes.append(False)
+
+    def step(self, now: float) -> str | None:
+        """Move to the state the probes call for; a sentence saying why, or None if it stays."""
+        last = self.last_reply if self.last_reply is not None and self.last_reply > self.since else None
+        silent = now - (last if last is not None else self.since)
+        if self.state == "waiting" and last is not None:
+            return self._become("up", now, f"first answer (RTT {self.srtt_ms:.1f} ms)")
+        if self.state == "up" and silent > self.dead_after:
+            return self._die(now, f"no answer for {silent:.1f} s")
+        if self.state == "down" and last is not None:
+            self.answering_since = last
+            return self._become("holddown", now, f"answers again; its port waits {self.holddown:g} s")
+        if self.state == "holddown":
+            if now - (self.last_reply or self.since) > 2.5 * PROBE_INTERVAL_SECONDS + self.dead_after / 2:
+                return self._die(now, "silent again during its hold-down")
+            if self.answering_since is not None and now - self.answering_since >= self.holddown:
+                return self._become("up", now, f"answered every probe for {self.holddown:g} s")
+        return None
+
+    def _die(self, now: float, why: str) -> str:
+        while self.deaths and now - self.deaths[0] > FLAP_MEMORY_SECONDS:
+            self.deaths.popleft()
+        self.deaths.append(now)
+        self.holddown = min(HOLDDOWN_SECONDS * 2 ** (len(self.deaths) - 1), MAX_HOLDDOWN_SECONDS)
+        self.pending.clear()
+        return self._become("down", now, why)
+
+    def _become(self, state: str, now: float, why: str) -> str:
+        self.state, self.since, self.grace = state, now, 0.0
+        return why
+
+    def to_report(self) -> dict:
+        """The report's ``probes`` item (schema 2)."""
+        return {
+            "peer": self.name,
+            # at least 1 µs: the app refuses 0 (no round trip takes no time)
+            "rtt_ms": max(round(self.srtt_ms, 3), 0.001) if self.srtt_ms is not None else None,
+            "loss": round(self.loss, 3),
+            "state": self.state,
+        }
+
+
+@dataclass
+class PortView:
+    """A bridge port as the monitor needs it, read over rtnetlink every probe interval."""
+
+    name: str
+    up: bool
+    state: str
+    designated_root: str | None
+    designated_bridge: str | None
+    designated_cost: int | None
+    root_port: bool
+
+
+def read_bridge_view(ipr: Any, bridge_name: str) -> tuple[StpClaim | None, dict[str, PortView]]:
+    """This bridge's own claim and its VXLAN ports, from one link dump."""
+    links = list(ipr.get_links())
+    bridge = next(
+        (m for m in links if _attr(m, "IFLA_IFNAME") == bridge_name and _info(m, "IFLA_INFO_KIND") == "bridge"), None
+    )
+    if bridge is None:
+        return None, {}
+    data = _info(bridge, "IFLA_INFO_DATA")
+    bridge_id = format_bridge_id(_attr(data, "IFLA_BR_BRIDGE_ID"))
+    root = format_bridge_id(_attr(data, "IFLA_BR_ROOT_ID"))
+    root_port = _attr(data, "IFLA_BR_ROOT_PORT") or 0
+    claim = StpClaim(bridge_id, root, _attr(data, "IFLA_BR_ROOT_PATH_COST") or 0) if bridge_id and root else None
+    ports = {}
+    for msg in links:
+        if _attr(msg, "IFLA_MASTER") != bridge["index"] or _info(msg, "IFLA_INFO_KIND") != "vxlan":
+            continue
+        slave = _info(msg, "IFLA_INFO_SLAVE_DATA")
+        name = _attr(msg, "IFLA_IFNAME")
+        ports[name] = PortView(
+            name=name,
+            up=bool(msg["flags"] & 1),
+            state=PORT_STATES.get(_attr(slave, "IFLA_BRPORT_STATE"), "disabled"),
+            designated_root=format_bridge_id(_attr(slave, "IFLA_BRPORT_ROOT_ID")),
+            designated_bridge=format_bridge_id(_attr(slave, "IFLA_BRPORT_BRIDGE_ID")),
+            designated_cost=_attr(slave, "IFLA_BRPORT_DESIGNATED_COST"),
+            root_port=root_port != 0 and _attr(slave, "IFLA_BRPORT_NO") == root_port,
+        )
+    return claim, ports
+
+
+def bounce_reason(port: PortView, claim: StpClaim | None, own: StpClaim | None) -> str | None:
+    """Why ``port`` holds stale STP information from its peer (whose claim is ``claim``), or None.
+
+    The port stores the peer's BPDUs (it is not the designated port of its wire), and the peer now
+    claims a worse root or cost than stored: it lost its way to the root. The kernel would keep the
+    stale information until max age; bouncing the port drops it at once (what Cisco's BackboneFast
+    does with its root link queries). Only a blocked port, or a root port whose peer lost the root
+    altogether, is bounced: a root port whose peer merely found a longer way still leads to the root.
+    """
+    if claim is None or own is None or not port.up or port.designated_bridge != claim.bridge_id:
+        return None
+    if not claim.worse_than(port.designated_root, port.designated_cost):
+        return None
+    if port.state == "blocking":
+        return f"its peer now claims root {claim.root} at cost {claim.cost} (stored: {port.designated_root} at {port.designated_cost})"  # noqa: E501
+    if port.root_port and claim.root != port.designated_root:
+        return f"its peer, on the way to the root, now claims root {claim.root}"
+    return None
+
+
+class PeerMonitor:
+    """Probes every linked peer over wg0 and keeps only the ports of answering peers in the bridge.
+
+    Runs in its own thread. Every PROBE_INTERVAL_SECONDS it sends an ICMP echo (raw socket) to each
+    peer's underlay address, carrying this bridge's ``StpClaim``; it reads the answers, and the
+    peers' own probes for their claims. A peer silent for about a second is dead: its VXLAN port
+    goes down (STP reacts at once: a port without carrier is disabled), and comes back up after a
+    hold-down once the peer answers again. A link the peer has not answered yet stays down, so a
+    new wire joins the bridge only once its tunnel carries packets (both ends' BPDUs), never as a
+    half-working wire on which both ends think themselves designated (a loop). With ``gate`` False
+    (``--no-apply``), or the network's ``fast_failover`` off, it only measures.
+    """
+
+    def __init__(self, *, gate: bool, stop: threading.Event, interval: float = PROBE_INTERVAL_SECONDS) -> None:
+        self.gate = gate
+        self.stop = stop
+        self.interval = interval
+        self.lock = threading.Lock()
+        self.peers: dict[str, PeerHealth] = {}
+        self.wanted: dict[str, str] = {}  # link name (the peer) -> the peer's underlay address
+        self.bridge_name = "internet"
+        self.fast_failover = True  # the network's setting: with it off, probes only measure
+        self.enabled = False  # True once the probe socket is open
+        self.claims: dict[str, tuple[StpClaim, float]] = {}
+        self.bounced: dict[str, float] = {}
+        self.ident = random.getrandbits(16)  # tells our echo replies from others'
+        self.seq = 0
+        self.thread: threading.Thread | None = None
+
+    def watch(self, config: dict) -> None:
+        """Probe the peers of ``config``'s links from now on (and only those).
+
+        Tolerant: in report-only mode ``config`` is config.json as found, not validated; a link
+        without a valid name and IPv4 remote is not probed.
+        """
+        links = config.get("links") if isinstance(config.get("links"), list) else []
+        wanted = {}
+        for link in links:
+            try:
+                wanted[_name(link["name"], "name")] = _ipv4(link["remote"], "remote")
+            except (ConfigError, KeyError, TypeError):
+                continue
+        with self.lock:
+            self.wanted = wanted
+            self.fast_failover = config.get("fast_failover", True) is not False
+            bridge_name = config.get("bridge_name")
+            self.bridge_name = bridge_name if isinstance(bridge_name, str) else self.bridge_name
+
+    def held(self, config: dict) -> frozenset[str]:
+        """The links of ``config`` whose ports must stay down: their peers do not answer (yet)."""
+        if not (self.gate and self.enabled and self.fast_failover):
+            return frozenset()
+        with self.lock:
+            return frozenset(
+                link["name"] for link in config["links"]
+                if (peer := self.peers.get(link["name"])) is None or peer.state != "up"
+                or peer.address != link["remote"]
+            )  # fmt: skip
+
+    def report(self) -> list[dict]:
+        """The report's ``probes``: one item per watched peer."""
+        with self.lock:
+            return [self.peers[name].to_report() for name in sorted(self.peers)]
+
+    def start(self) -> threading.Thread:
+        self.thread = threading.Thread(target=self.run, name="privnet-probes", daemon=True)
+        self.thread.start()
+        return self.thread
+
+    def run(self) -> None:
+        try:
+            probe_socket = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        except OSError as error:
+            log.error("peer probes off: cannot open an ICMP socket (%s); dead peers are left to STP",
+                      describe_error(error))  # fmt: skip
+            return
+        probe_socket.setblocking(False)
+        self.enabled = True
+        try:
+            with probe_socket, IPRoute() as ipr:
+                next_tick = time.monotonic()
+                while not self.stop.is_set():
+                    now = time.monotonic()
+                    if now >= next_tick:
+                        try:
+                            self.tick(ipr, probe_socket, now)
+                        except Exception as error:  # the monitor must outlive any one failure
+                            log.error("peer probes: %s", describe_error(error))
+                        next_tick = max(next_tick + self.interval, now)
+                    readable, _, _ = select.select([probe_socket], [], [], max(0.0, next_tick - time.monotonic()))
+                    if readable:
+                        self.receive(probe_socket, time.monotonic())
+        finally:
+            self.enabled = False
+
+    def receive(self, probe_socket: socket.socket, now: float) -> None:
+        """Read every packet waiting: answers to our probes, and the peers' probes (their claims)."""
+        while True:
+            try:
+                packet, (source, _) = probe_socket.recvfrom(4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            parsed = parse_icmp(packet)
+            if parsed is None:
+                continue
+            kind, ident, seq, payload = parsed
+            with self.lock:
+                peer = next((peer for peer in self.peers.values() if peer.address == source), None)
+                if peer is None:
+                    continue
+                if kind == ICMP_ECHO_REPLY and ident == self.ident:
+                    peer.answered(seq, now)
+                elif kind == ICMP_ECHO_REQUEST and (claim := StpClaim.decode(payload)) is not None:
+                    self.claims[peer.name] = (claim, now)
+
+    def tick(self, ipr: Any, probe_socket: socket.socket, now: float) -> None:
+        """Judge each peer, set its port accordingly, bounce stale ports, send the next probes."""
+        own, ports = read_bridge_view(ipr, self.bridge_name)
+        lines: list[str] = []
+        with self.lock:
+            for name in set(self.peers) - set(self.wanted):
+                del self.peers[name]
+                self.claims.pop(name, None)
+            for name, address in self.wanted.items():
+                peer = self.peers.get(name)
+                if peer is None or peer.address != address:
+                    port = ports.get(name)
+                    found_up = port is not None and port.up
+                    self.peers[name] = PeerHealth(name, address, now, state="up" if found_up else "waiting",
+                                                  grace=START_GRACE_SECONDS if found_up else 0.0)  # fmt: skip
+            verdicts = {}
+            for peer in self.peers.values():
+                peer.expire(now)
+                why = peer.step(now)
+                if why is not None:
+                    lines.append(f"peer {peer.name}: {peer.state}: {why}")
+                verdicts[peer.name] = peer.state == "up"
+            claims = {name: claim for name, (claim, at) in self.claims.items() if now - at <= CLAIM_FRESH_SECONDS}
+        for line in lines:
+            log.info("%s", line)
+        if self.gate and self.fast_failover:
+            self._gate_ports(ipr, ports, verdicts, claims, own, now)
+        self._send(probe_socket, own, now)
+
+    def _gate_ports(
+        self, ipr: Any, ports: dict[str, PortView], verdicts: dict[str, bool], claims: dict[str, StpClaim],
+        own: StpClaim | None, now: float,
+    ) -> None:  # fmt: skip
+        kernel = Kernel(ipr)
+        for name, port in ports.items():
+            if name not in verdicts:
+                continue  # not a link of ours (yet): the reconciler's business
+            answering = verdicts[name]
+            if port.up != answering:
+                kernel.set_link(name, state="up" if answering else "down")
+                log.info("port %s: %s", name, "into the bridge" if answering else "out of the bridge (peer silent)")
+                continue
+            why = bounce_reason(port, claims.get(name), own)
+            if why and now - self.bounced.get(name, -STALE_FLAP_SECONDS) >= STALE_FLAP_SECONDS:
+                self.bounced[name] = now
+                kernel.set_link(name, state="down")
+                kernel.set_link(name, state="up")
+                log.info("port %s: bounced to drop stale STP information: %s", name, why)
+
+    def _send(self, probe_socket: socket.socket, own: StpClaim | None, now: float) -> None:
+        payload = own.encode() if own is not None else PROBE_TAG.rstrip()
+        with self.lock:
+            targets = [(peer, self.seq) for peer in self.peers.values()]
+            self.seq = (self.seq + 1) & 0xFFFF
+            for peer, seq in targets:
+                peer.sent(seq, now)
+        for peer, seq in targets:
+            try:
+                probe_socket.sendto(echo_request(self.ident, seq, payload), (peer.address, 0))
+            except OSError as error:  # no route, no key yet: the probe is lost, which is what it measures
+                log.debug("probe to %s: %s", peer.name, describe_error(error))
 
 
 # --- the agent ---------------------------------------------------------------------------------
@@ -1863,12 +2318,14 @@ class Agent:
         max_backoff: float,
         wireguard: WireGuardReader,
         live: ConfigLoop | None = None,
+        monitor: PeerMonitor | None = None,
     ) -> None:
         self.config_path = config_path
         self.token_path = token_path
         self.max_backoff = max_backoff
         self.wireguard = wireguard
         self.live = live
+        self.monitor = monitor
         self.topology_changes = TopologyChangeCounter()
         self.stop = threading.Event()
         self.config: dict | None = None
@@ -1878,6 +2335,10 @@ class Agent:
         log.info("agent %s started (config %s%s)", AGENT_VERSION, self.config_path,
                  "" if self.live else ", report only")  # fmt: skip
         try:
+            if self.monitor is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self.monitor.watch(self._reload())
+                self.monitor.start()
             if self.live is not None:
                 self.live.start()
                 # The config on disk is applied first: the first report then names what the host runs.
@@ -1894,9 +2355,12 @@ class Agent:
             config = self._reload()
             token = load_token(self.token_path)
             version = self.live.applied_version if self.live is not None else config.get("version")
+            if self.monitor is not None and self.live is None:
+                self.monitor.watch(config)  # report only: nothing else tells it the links
             report = collect_report(
-                {**config, "version": version}, wireguard=self.wireguard, topology_changes=self.topology_changes
-            )
+                {**config, "version": version}, wireguard=self.wireguard, topology_changes=self.topology_changes,
+                probes=self.monitor.report() if self.monitor is not None else None,
+            )  # fmt: skip
             post_report(config["app_url"], token, report)
         except Exception as error:  # the agent must outlive any one failure
             return self._failed(error)
@@ -1988,10 +2452,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.diff or args.apply:
         return _one_shot(args, reconciler)
     agent = Agent(args.config, args.token, max_backoff=args.max_backoff, wireguard=reader)
+    agent.monitor = PeerMonitor(gate=not args.no_apply, stop=agent.stop)
     if not args.no_apply:
+        reconciler.monitor = agent.monitor
         agent.live = ConfigLoop(
             args.config, args.token, reconciler=reconciler, rotation=KeyRotation(config_dir, control), stop=agent.stop,
-            max_backoff=min(args.max_backoff, CONFIG_MAX_BACKOFF_SECONDS),
+            max_backoff=min(args.max_backoff, CONFIG_MAX_BACKOFF_SECONDS), monitor=agent.monitor,
         )  # fmt: skip
 
     def stop(*_: object) -> None:

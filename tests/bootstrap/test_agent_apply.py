@@ -113,6 +113,12 @@ def test_the_apps_config_validates_unchanged() -> None:
         assert agent.validate_config(data) == data
 
 
+def test_a_config_from_an_app_without_fast_failover_keeps_it_on() -> None:
+    data = served(host_config())
+    data.pop("fast_failover", None)
+    assert agent.validate_config(data)["fast_failover"] is True
+
+
 def _set(path: str, value):
     def mutate(data: dict) -> None:
         *parents, last = path.split(".")
@@ -166,6 +172,8 @@ MALFORMED = [
     ("network", "", "network must be 1-64"),
     ("node", KeyError, "node is missing"),
     ("links", KeyError, "links is missing"),
+    ("fast_failover", "yes", "fast_failover must be true or false"),
+    ("fast_failover", 1, "fast_failover must be true or false"),
 ]
 
 
@@ -241,7 +249,7 @@ def test_a_new_link_adds_its_peer_before_its_vxlan_and_touches_nothing_else() ->
         PEERS["dave"].public_key, endpoint=None, keepalive=25, allowed_ips=("10.88.88.4/32",)
     )
     assert planned[1].args == {"name": "dave", "vxlan": Vxlan(3, "10.88.88.1", "10.88.88.4", 4789), "mtu": 1500,
-                               "bridge": "internet", "cost": 40}  # fmt: skip
+                               "bridge": "internet", "cost": 40, "up": True}  # fmt: skip
 
 
 def test_a_removed_link_removes_its_vxlan_before_its_peer() -> None:
