@@ -80,6 +80,17 @@ def bump_generation() -> int:
     return generation
 
 
+def lock_network() -> None:
+    """Take the network row's lock, the one ``bump_generation`` takes, without a new generation.
+
+    For writers that may find nothing to change (a replan): they queue behind inventory writes and
+    other replans the same way, and bump only if they do change a host's desired state. On SQLite
+    the statement opens the write transaction, so every read after it sees the latest commit.
+    """
+    table = Network.__table__
+    db.session.connection().execute(update(table).where(table.c.id == 1).values(generation=table.c.generation))
+
+
 @dataclass(frozen=True)
 class Mark:
     """Where the change counts stood when a waiter read its state."""

@@ -12,7 +12,7 @@ import io
 import qrcode
 import qrcode.image.svg
 
-from . import inventory, keys, tokens
+from . import inventory, keys, planning, tokens
 from .errors import NotFoundError
 from .extensions import db
 from .hostconfig import build_host_config
@@ -39,7 +39,8 @@ def setup_script_for(secret: str, *, app_url: str, secret_key: str) -> str:
         private_key = inventory.install_fresh_key_pair(node, secret_key=secret_key)
     else:
         private_key = keys.decrypt_private_key(node.private_key_encrypted, secret_key)
-    config = build_host_config(node, inventory.get_network(), inventory.links_of(node), app_url)
+    network = inventory.get_network()
+    config = build_host_config(node, network, inventory.links_of(node), app_url, plan=planning.stored_plan(network))
     tokens.revoke_tokens("agent", node=node)
     agent_token, _ = tokens.issue_token("agent", node=node)
     script = render_setup_script(config, private_key=private_key, agent_token=agent_token)

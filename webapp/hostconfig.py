@@ -1,7 +1,9 @@
 """The desired state of one host: the single definition the setup script and the agent share.
 
 ``build_host_config`` turns the database's view of a node into plain, validated data; the setup
-script renders it and the agent applies it, so the two can never disagree.
+script renders it and the agent applies it, so the two can never disagree. Its STP port path costs
+and bridge priority are the effective ones (``webapp.planning``): the plan's, unless pinned or in
+tree mode "seed"; the caller passes the stored plan, so building a config makes no query of its own.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import json
 from dataclasses import dataclass, field, fields
 
 from .models import Link, Network, Node
+from .planning import effective_cost, effective_priority
+from .treeplan import TreePlan
 
 # PersistentKeepalive for a tunnel where one end has no endpoint (NAT, roaming): the seed's 25 s.
 KEEPALIVE_SECONDS = 25
@@ -60,6 +64,7 @@ class HostConfig:
     stp_forward_delay: int
     stp_max_age: int
     report_interval: int
+    fast_failover: bool = True  # the agent takes a silent peer's port out of the bridge
     peers: tuple[PeerConfig, ...] = ()
     links: tuple[LinkConfig, ...] = ()
     # A pending key rotation: the nonce the agent sends back with the public key of a key pair it
@@ -87,8 +92,11 @@ def _digest(data: dict) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def build_host_config(node: Node, network: Network, links: list[Link], app_url: str) -> HostConfig:
-    """The desired state of ``node``, given its enabled links (either end may be ``node``)."""
+def build_host_config(
+    node: Node, network: Network, links: list[Link], app_url: str, *, plan: TreePlan | None
+) -> HostConfig:
+    """The desired state of ``node``, given its links (either end may be ``node``; disabled ones are left
+    out) and the network's stored plan (``planning.stored_plan``; None: none yet)."""
     underlay = ipaddress.IPv4Network(network.underlay_cidr)
     overlay = ipaddress.IPv4Network(network.overlay_cidr)
     peers: list[PeerConfig] = []
@@ -107,7 +115,13 @@ def build_host_config(node: Node, network: Network, links: list[Link], app_url: 
             )
         )
         wires.append(
-            LinkConfig(name=peer.name, vni=link.vni, local=node.underlay_ip, remote=peer.underlay_ip, cost=link.cost)
+            LinkConfig(
+                name=peer.name,
+                vni=link.vni,
+                local=node.underlay_ip,
+                remote=peer.underlay_ip,
+                cost=effective_cost(link, network, plan),
+            )
         )
     config = HostConfig(
         node=node.name,
@@ -119,13 +133,14 @@ def build_host_config(node: Node, network: Network, links: list[Link], app_url: 
         overlay_ip=node.overlay_ip,
         overlay_prefix=overlay.prefixlen,
         bridge_name=network.bridge_name,
-        bridge_priority=node.bridge_priority,
+        bridge_priority=effective_priority(node, network, plan),
         vxlan_port=network.vxlan_port,
         mtu=VXLAN_MTU,
         stp_hello_time=network.stp_hello_time,
         stp_forward_delay=network.stp_forward_delay,
         stp_max_age=network.stp_max_age,
         report_interval=network.report_interval,
+        fast_failover=network.fast_failover,
         peers=tuple(peers),
         links=tuple(wires),
         key_rotation=node.key_rotation_nonce,

@@ -8,6 +8,12 @@ decide, and a create that lost a race retries with the next free value.
 Every write that can change a host's desired state (its HostConfig) starts its transaction with
 ``changes.bump_generation()`` and stamps the nodes whose HostConfig it changes with that generation
 and the time; once it commits, the long-polls of exactly those nodes' agents wake up.
+
+A write that changes the graph, a pin or the tree mode also replans in its transaction
+(``planning.PlannedChange``): the planner's costs and priorities may move on other links and
+nodes too, and those hosts are stamped as well. A given link cost or bridge priority *pins* it (the
+planner leaves it alone); unpinning returns it to the default (100, 32768), which is what mode
+"seed" uses for unpinned links and nodes.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import TypeVar
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
-from . import addressing, changes, keys, tokens, validation
+from . import addressing, changes, keys, planning, tokens, validation
 from .errors import ConflictError, NotFoundError, ValidationError
 from .extensions import db
 from .models import Link, Network, Node, utcnow
@@ -166,7 +172,8 @@ def create_node(
         network.listen_port if listen_port in (None, "") else validation.validate_port(listen_port, field="listen_port")
     )
     location = validation.validate_location(location)
-    priority = DEFAULT_PRIORITY if bridge_priority in (None, "") else validation.validate_priority(bridge_priority)
+    pinned = bridge_priority not in (None, "")
+    priority = validation.validate_priority(bridge_priority) if pinned else DEFAULT_PRIORITY
     underlay = ipaddress.IPv4Network(network.underlay_cidr)
     overlay = ipaddress.IPv4Network(network.overlay_cidr)
     pair = keys.generate_keypair()
@@ -174,6 +181,7 @@ def create_node(
 
     def attempt() -> Node:
         generation = _begin_change()
+        change = planning.PlannedChange(generation)
         if db.session.execute(select(Node.id).where(Node.name == name)).first():
             raise ConflictError("name", f"a node called '{name}' already exists")
         node = Node(
@@ -187,10 +195,12 @@ def create_node(
             public_key=pair.public_key,
             private_key_encrypted=sealed,
             bridge_priority=priority,
+            priority_pinned=pinned,
             config_changed_at=utcnow(),
             config_generation=generation,
         )
         db.session.add(node)
+        change.finish()
         db.session.commit()
         return node
 
@@ -202,12 +212,15 @@ def create_node(
 
 
 UPDATABLE_NODE_FIELDS = frozenset(
-    {"endpoint", "listen_port", "location", "bridge_priority", "underlay_ip", "overlay_ip"}
+    {"endpoint", "listen_port", "location", "bridge_priority", "priority_pinned", "underlay_ip", "overlay_ip"}
 )
 # Node attributes that appear in the node's own HostConfig, and those that also appear in its peers'.
 HOST_CONFIG_NODE_ATTRIBUTES = frozenset(
-    {"endpoint_host", "endpoint_port", "listen_port", "bridge_priority", "underlay_ip", "overlay_ip"}
-)
+    {"endpoint_host", "endpoint_port", "listen_port", "bridge_priority", "priority_pinned", "underlay_ip",
+     "overlay_ip"}
+)  # fmt: skip
+# What the planner is given of a node.
+PLANNED_NODE_ATTRIBUTES = frozenset({"bridge_priority", "priority_pinned"})
 PEER_VISIBLE_NODE_ATTRIBUTES = frozenset({"endpoint_host", "endpoint_port", "underlay_ip"})
 
 
@@ -238,18 +251,22 @@ def update_node(node: Node, changes: dict) -> Node:
         values["listen_port"] = validation.validate_port(changes["listen_port"], field="listen_port")
     if "location" in changes:
         values["location"] = validation.validate_location(changes["location"])
-    if "bridge_priority" in changes:
-        values["bridge_priority"] = validation.validate_priority(changes["bridge_priority"])
+    values.update(_priority_values(node, network, changes))
     for field, cidr in (("underlay_ip", network.underlay_cidr), ("overlay_ip", network.overlay_cidr)):
         if field in changes and changes[field] != getattr(node, field):
             values[field] = _address_for(field, ipaddress.IPv4Network(cidr), changes[field])
     changed = {attribute for attribute, value in values.items() if getattr(node, attribute) != value}
+    change = None
     if changed & HOST_CONFIG_NODE_ATTRIBUTES:
         generation = _begin_change()
+        if changed & PLANNED_NODE_ATTRIBUTES:
+            change = planning.PlannedChange(generation)
         _touch([node, *(peers_of(node) if changed & PEER_VISIBLE_NODE_ATTRIBUTES else [])], generation)
     for attribute, value in values.items():
         setattr(node, attribute, value)
     try:
+        if change is not None:
+            change.finish()
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -257,13 +274,33 @@ def update_node(node: Node, changes: dict) -> Node:
     return node
 
 
+def _priority_values(node: Node, network: Network, changes: dict) -> dict:
+    """``bridge_priority`` pins the given priority; ``priority_pinned`` false unpins (back to the default),
+    true pins the priority in effect now."""
+    if "bridge_priority" in changes:
+        if changes.get("priority_pinned", True) is not True:
+            raise ValidationError("priority_pinned", "priority_pinned cannot be false with a bridge_priority: "
+                                  "a given priority is pinned")  # fmt: skip
+        return {"bridge_priority": validation.validate_priority(changes["bridge_priority"]), "priority_pinned": True}
+    if "priority_pinned" not in changes:
+        return {}
+    if validation.validate_flag(changes["priority_pinned"], field="priority_pinned"):
+        return {
+            "bridge_priority": planning.effective_priority(node, network, planning.stored_plan(network)),
+            "priority_pinned": True,
+        }
+    return {"bridge_priority": DEFAULT_PRIORITY, "priority_pinned": False}
+
+
 def delete_node(node: Node) -> None:
     """Delete ``node``, its links and tokens; its addresses and VNIs become free. Commits."""
     generation = _begin_change()
+    change = planning.PlannedChange(generation)
     _touch(peers_of(node), generation)
     for link in links_of(node):
         db.session.delete(link)
     db.session.delete(node)
+    change.finish()
     db.session.commit()
 
 
@@ -287,7 +324,8 @@ def create_link(*, a: object, b: object, cost: object = None) -> Link:
     b_name = validation.validate_node_name(b, field="b", bridge_name=network.bridge_name)
     if a_name == b_name:
         raise ValidationError("b", "b must be a different node from a: a link joins two nodes")
-    link_cost = DEFAULT_COST if cost in (None, "") else validation.validate_cost(cost)
+    pinned = cost not in (None, "")
+    link_cost = validation.validate_cost(cost) if pinned else DEFAULT_COST
     try:
         node_a = get_node(a_name)
     except NotFoundError:
@@ -306,6 +344,7 @@ def create_link(*, a: object, b: object, cost: object = None) -> Link:
 
     def attempt() -> Link:
         generation = _begin_change()
+        change = planning.PlannedChange(generation)
         exists = select(Link.id).where(Link.node_a_id == first.id, Link.node_b_id == second.id)
         if db.session.execute(exists).first():
             raise ConflictError("b", f"{a_name} and {b_name} are already linked")
@@ -314,9 +353,11 @@ def create_link(*, a: object, b: object, cost: object = None) -> Link:
             node_b_id=second.id,
             vni=addressing.lowest_free_vni(db.session, Link.__table__.c.vni),
             cost=link_cost,
+            cost_pinned=pinned,
         )
         db.session.add(link)
         _touch([first, second], generation)
+        change.finish()
         db.session.commit()
         return link
 
@@ -327,19 +368,40 @@ def create_link(*, a: object, b: object, cost: object = None) -> Link:
         raise
 
 
+LINK_FIELDS = ("cost", "cost_pinned", "enabled")
+
+
 def update_link(link: Link, changes: dict) -> Link:
-    """Change a link's ``cost`` or ``enabled``. Commits."""
-    unknown = sorted(set(changes) - {"cost", "enabled"})
+    """Change a link's ``cost`` (pins it), ``cost_pinned`` (false: back to derived) or ``enabled``. Commits.
+
+    ``cost_pinned`` true without a cost pins the cost in effect now.
+    """
+    unknown = sorted(set(changes) - set(LINK_FIELDS))
     if unknown:
-        raise ValidationError(unknown[0], f"{unknown[0]}: unknown field; a link's changeable fields are cost, enabled")
-    cost = validation.validate_cost(changes["cost"]) if "cost" in changes else link.cost
+        raise ValidationError(
+            unknown[0], f"{unknown[0]}: unknown field; a link's changeable fields are {', '.join(LINK_FIELDS)}"
+        )
+    cost, pinned = link.cost, link.cost_pinned
+    if "cost" in changes:
+        if changes.get("cost_pinned", True) is not True:
+            raise ValidationError("cost_pinned", "cost_pinned cannot be false with a cost: a given cost is pinned")
+        cost, pinned = validation.validate_cost(changes["cost"]), True
+    elif "cost_pinned" in changes:
+        pinned = validation.validate_flag(changes["cost_pinned"], field="cost_pinned")
+        if pinned and not link.cost_pinned:
+            network = get_network()
+            cost = planning.effective_cost(link, network, planning.stored_plan(network))
+        elif not pinned:
+            cost = DEFAULT_COST
     enabled = changes.get("enabled", link.enabled)
     if not isinstance(enabled, bool):
         raise ValidationError("enabled", "enabled must be true or false")
-    if (cost, enabled) != (link.cost, link.enabled):
+    if (cost, pinned, enabled) != (link.cost, link.cost_pinned, link.enabled):
         generation = _begin_change()
+        change = planning.PlannedChange(generation)
         _touch([link.node_a, link.node_b], generation)
-        link.cost, link.enabled = cost, enabled
+        link.cost, link.cost_pinned, link.enabled = cost, pinned, enabled
+        change.finish()
     db.session.commit()
     return link
 
@@ -347,8 +409,10 @@ def update_link(link: Link, changes: dict) -> Link:
 def delete_link(link: Link) -> None:
     """Delete ``link``; its VNI becomes free. Commits."""
     generation = _begin_change()
+    change = planning.PlannedChange(generation)
     _touch([link.node_a, link.node_b], generation)
     db.session.delete(link)
+    change.finish()
     db.session.commit()
 
 
@@ -363,6 +427,8 @@ NETWORK_FIELDS = (
     "stp_forward_delay",
     "stp_max_age",
     "report_interval",
+    "tree_mode",
+    "fast_failover",
 )
 
 
@@ -403,11 +469,16 @@ def update_network(changes: dict) -> Network:
     values["report_interval"] = validation.validate_int_range(
         merged["report_interval"], field="report_interval", low=2, high=3600, unit="seconds"
     )
+    values["tree_mode"] = validation.validate_tree_mode(merged["tree_mode"])
+    values["fast_failover"] = validation.validate_flag(merged["fast_failover"], field="fast_failover")
     if any(getattr(network, attribute) != value for attribute, value in values.items()):
         generation = _begin_change()
+        change = planning.PlannedChange(generation) if values["tree_mode"] != network.tree_mode else None
         db.session.execute(db.update(Node).values(config_changed_at=utcnow(), config_generation=generation))
         for attribute, value in values.items():
             setattr(network, attribute, value)
+        if change is not None:
+            change.finish()
     db.session.commit()
     return network
 

@@ -19,7 +19,7 @@ from datetime import datetime
 from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload
 
-from . import inventory
+from . import inventory, planning
 from .changes import ChangeNotifier
 from .errors import ValidationError
 from .extensions import db
@@ -57,7 +57,8 @@ def _links_with_ends(node: Node) -> list[Link]:
 
 def desired_config(node: Node, app_url: str) -> HostConfig:
     """``node``'s HostConfig as the database says now."""
-    return build_host_config(node, inventory.get_network(), _links_with_ends(node), app_url)
+    network = inventory.get_network()
+    return build_host_config(node, network, _links_with_ends(node), app_url, plan=planning.stored_plan(network))
 
 
 def wait_for_config(
@@ -136,6 +137,7 @@ def sync_status(node: Node, app_url: str) -> SyncStatus:
 def sync_statuses(app_url: str) -> dict[str, SyncStatus]:
     """Every node's sync status by name, in a constant number of queries."""
     network = inventory.get_network()
+    plan = planning.stored_plan(network)
     nodes = inventory.list_nodes()
     links_by_node: dict[int, list[Link]] = defaultdict(list)
     for link in db.session.execute(select(Link)).scalars():  # its ends are in the session already
@@ -144,6 +146,6 @@ def sync_statuses(app_url: str) -> dict[str, SyncStatus]:
     query = select(NodeReport.node_id, NodeReport.config_version)
     reports = {node_id: version for node_id, version in db.session.execute(query)}
     return {
-        node.name: _judge(node, build_host_config(node, network, links_by_node[node.id], app_url), reports)
+        node.name: _judge(node, build_host_config(node, network, links_by_node[node.id], app_url, plan=plan), reports)
         for node in nodes
     }

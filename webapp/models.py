@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from datetime import UTC, datetime
 
+import sqlalchemy as sa
 from flask_login import UserMixin
 from sqlalchemy import CheckConstraint, ForeignKey, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
@@ -35,10 +36,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+TREE_MODES = ("latency", "seed")
+
+
 class Network(db.Model):
     """The one network an installation manages (row id 1)."""
 
     __tablename__ = "network"
+    __table_args__ = (CheckConstraint("tree_mode IN ('latency', 'seed')", name="tree_mode_known"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(db.String(64), default="privnet")
@@ -55,6 +60,18 @@ class Network(db.Model):
     # Desired-state changes so far: bumped (under this row's lock) by every inventory write that can
     # change a host's HostConfig, in that write's transaction; see webapp.changes.
     generation: Mapped[int] = mapped_column(default=0, server_default="0")
+    # How the spanning tree is chosen: "latency" (privnet's planner sets the costs and priorities of
+    # what the admin did not pin, from the agents' RTTs) or "seed" (each link's and node's own values).
+    tree_mode: Mapped[str] = mapped_column(db.String(16), default="latency", server_default="latency")
+    # The agents take a silent peer's port out of the bridge within about a second (and keep a new
+    # link's port out until its peer answers); off, a dead tunnel is left to STP's max age.
+    fast_failover: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    # The latest plan (JSON of TreePlan.to_dict()), kept so hysteresis works across requests and
+    # workers, and the measurements it was planned from (JSON), so a report can tell whether its
+    # measurements moved. Deferred: large, and most pages need neither.
+    plan: Mapped[str | None] = mapped_column(db.Text, deferred=True)
+    plan_inputs: Mapped[str | None] = mapped_column(db.Text, deferred=True)
+    planned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Node(db.Model):
@@ -82,6 +99,8 @@ class Node(db.Model):
     # None once the host made its own key pair (key rotation): the app then knows only the public half.
     private_key_encrypted: Mapped[bytes | None] = mapped_column(db.LargeBinary)
     bridge_priority: Mapped[int] = mapped_column(default=32768)
+    # The admin set bridge_priority: used as is in both tree modes (else the planner's, in "latency").
+    priority_pinned: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     enrolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -128,6 +147,8 @@ class Link(db.Model):
     node_b_id: Mapped[int] = mapped_column(ForeignKey("node.id", ondelete="CASCADE"), index=True)
     vni: Mapped[int] = mapped_column(unique=True)
     cost: Mapped[int] = mapped_column(default=100)
+    # The admin set cost: used as is in both tree modes (else the planner's, in "latency").
+    cost_pinned: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     enabled: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

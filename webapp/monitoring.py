@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from . import inventory, reports, topology
+from . import inventory, planning, reports, topology
 from .extensions import db
 from .models import Node, NodeReport, TopologyChange, utcnow
 
@@ -25,7 +25,8 @@ def _stored_report(node: Node) -> NodeReport | None:
 def record_report(node: Node, payload: object, *, now: datetime | None = None) -> list[reports.TopologyEvent]:
     """Validate and keep ``node``'s report; returns (and records) what changed since the last one.
 
-    Raises ``ValidationError`` for a malformed report, before anything is written.
+    Raises ``ValidationError`` for a malformed report, before anything is written. Once it is
+    stored, replans if its measurements call for it (``planning.replan_after_report``).
     """
     report = reports.parse_report(payload, node_name=node.name)
     now = now or utcnow()
@@ -46,6 +47,7 @@ def record_report(node: Node, payload: object, *, now: datetime | None = None) -
     if events:
         _prune_timeline(node)
     db.session.commit()
+    planning.replan_after_report(node, report, now=now)
     return events
 
 
@@ -73,9 +75,12 @@ def latest_reports() -> dict[str, topology.ReceivedReport]:
 def current_topology(now: datetime | None = None) -> topology.Topology:
     """The network as the agents last reported it, joined with the desired links."""
     network = inventory.get_network()
+    plan = planning.stored_plan(network)
     nodes = [topology.NodeInfo(node.name, node.public_key) for node in inventory.list_nodes()]
     links = [
-        topology.LinkInfo(link.node_a.name, link.node_b.name, link.vni, link.cost, link.enabled)
+        topology.LinkInfo(
+            link.node_a.name, link.node_b.name, link.vni, planning.effective_cost(link, network, plan), link.enabled
+        )
         for link in inventory.list_links()
     ]
     return topology.compute_topology(

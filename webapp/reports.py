@@ -4,7 +4,8 @@ No HTTP and no database here. ``parse_report`` accepts exactly the JSON below (n
 fields, exact types, bounded values and lists) or raises ``ValidationError`` whose ``field`` is a
 dotted path such as ``ports[2].state``. ``topology_events`` diffs two reports of one node.
 
-Report schema 1 (what ``bootstrap/agent.py`` POSTs to ``/api/v1/agent/report``)::
+Report schema 1 (what ``bootstrap/agent.py`` POSTed to ``/api/v1/agent/report`` before its probes;
+it sends schema 2, below, and both are accepted)::
 
     {
       "schema": 1,
@@ -51,6 +52,21 @@ Report schema 1 (what ``bootstrap/agent.py`` POSTs to ``/api/v1/agent/report``):
       ]
     }
 
+Report schema 2 is schema 1 with ``"schema": 2`` and one more field, required (and refused in
+schema 1): the agent's probes of its linked peers over their WireGuard tunnels::
+
+      "probes": [                          # at most 1024, one per linked peer
+        {
+          "peer": NAME,                    # the peer node (= its VXLAN port's name); unique
+          "rtt_ms": 20.13 | null,          # smoothed underlay RTT, 0 < x <= 60000; null: never answered
+          "loss": 0.02,                    # fraction of the recent probes lost, 0 .. 1
+          "state": "up"                    # up | down | waiting | holddown: the agent's verdict
+        }
+      ]
+
+``state``: ``up``, its port is in the bridge; ``down``, dead, its port taken down; ``waiting``,
+never answered since the link appeared; ``holddown``, answering again but held down until stable.
+
 ``NAME`` is ``^[a-z][a-z0-9-]{0,14}$``, ``BRIDGE_ID`` is ``^[0-9a-f]{4}\\.[0-9a-f]{12}$`` (priority
 and MAC in hex, as ``brctl`` prints it), ``HEX16`` is ``^[0-9a-f]{16}$``. When ``bridge`` is null,
 ``ports`` must be empty.
@@ -69,7 +85,8 @@ from typing import Any, TypeVar
 
 from .errors import ValidationError
 
-REPORT_SCHEMA = 1
+REPORT_SCHEMA = 2  # the newest; SCHEMAS lists every one accepted
+SCHEMAS = (1, 2)
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
 BRIDGE_ID_PATTERN = re.compile(r"^[0-9a-f]{4}\.[0-9a-f]{12}$")
 CONFIG_VERSION_PATTERN = re.compile(r"^[0-9a-f]{16}$")
@@ -77,7 +94,10 @@ AGENT_VERSION_PATTERN = re.compile(r"^[0-9A-Za-z.+-]{1,32}$")
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")
 ENDPOINT_PATTERN = re.compile(r"^(?:([0-9.]{7,15})|\[([0-9A-Fa-f:.]{2,45})\]):([0-9]{1,5})$")
 PORT_STATES = ("disabled", "listening", "learning", "forwarding", "blocking")
+PROBE_STATES = ("up", "down", "waiting", "holddown")
 MAX_PORTS = 1024  # BR_MAX_PORTS: port numbers are 10 bits
+MAX_PROBES = 1024  # one per linked peer, and a peer is a port of the bridge
+MAX_RTT_MS = 60_000
 MAX_PEERS = 4096
 MIN_TIMESTAMP = 1_000_000_000  # 2001
 MAX_TIMESTAMP = 4_102_444_800  # 2100
@@ -136,6 +156,16 @@ class PeerStatus:
 
 
 @dataclass(frozen=True)
+class ProbeStatus:
+    """The agent's probes of one linked peer (schema 2): smoothed RTT, loss and its verdict."""
+
+    peer: str
+    rtt_ms: float | None
+    loss: float
+    state: str
+
+
+@dataclass(frozen=True)
 class AgentReport:
     """One validated report of one node."""
 
@@ -147,6 +177,7 @@ class AgentReport:
     bridge: BridgeStatus | None
     ports: tuple[PortStatus, ...]
     peers: tuple[PeerStatus, ...] | None
+    probes: tuple[ProbeStatus, ...] = ()  # empty in schema 1
 
     def to_dict(self) -> dict:
         """The report as JSON-ready data; ``parse_report`` accepts it back unchanged."""
@@ -154,6 +185,10 @@ class AgentReport:
         data["ports"] = list(data["ports"])
         if data["peers"] is not None:
             data["peers"] = list(data["peers"])
+        if self.schema >= 2:
+            data["probes"] = list(data["probes"])
+        else:
+            del data["probes"]
         return data
 
     def port(self, name: str) -> PortStatus | None:
@@ -290,9 +325,11 @@ def _unique(items: tuple[Any, ...], attribute: str, path: str) -> None:
 # --- the report --------------------------------------------------------------------------------
 
 _REPORT_FIELDS = ("schema", "node", "agent_version", "config_version", "timestamp", "bridge", "ports", "peers")
+_FIELDS_BY_SCHEMA = {1: _REPORT_FIELDS, 2: (*_REPORT_FIELDS, "probes")}
 _BRIDGE_FIELDS = tuple(BridgeStatus.__dataclass_fields__)
 _PORT_FIELDS = tuple(PortStatus.__dataclass_fields__)
 _PEER_FIELDS = tuple(PeerStatus.__dataclass_fields__)
+_PROBE_FIELDS = tuple(ProbeStatus.__dataclass_fields__)
 
 
 def _parse_bridge(value: object, path: str) -> BridgeStatus | None:
@@ -345,11 +382,43 @@ def _parse_peer(value: object, path: str) -> PeerStatus:
     )
 
 
+def _parse_probe(value: object, path: str) -> ProbeStatus:
+    data = _fields(value, path, _PROBE_FIELDS)
+    rtt_ms = data["rtt_ms"]
+    if rtt_ms is not None:
+        rule = f"{path}.rtt_ms must be null or a number of milliseconds above 0, at most {MAX_RTT_MS}"
+        if isinstance(rtt_ms, bool) or not isinstance(rtt_ms, int | float) or not math.isfinite(rtt_ms):
+            raise ValidationError(f"{path}.rtt_ms", rule)
+        if not 0 < rtt_ms <= MAX_RTT_MS:
+            raise ValidationError(f"{path}.rtt_ms", rule)
+        rtt_ms = float(rtt_ms)
+    state = data["state"]
+    if state not in PROBE_STATES:
+        raise ValidationError(f"{path}.state", f"{path}.state must be one of {', '.join(PROBE_STATES)}")
+    return ProbeStatus(
+        peer=_name(data["peer"], f"{path}.peer"),
+        rtt_ms=rtt_ms,
+        loss=_number(data["loss"], f"{path}.loss", 0, 1),
+        state=state,
+    )
+
+
+def _schema(payload: object) -> int:
+    """The report's schema number, checked before the other fields (which fields depends on it)."""
+    if not isinstance(payload, dict) or "schema" not in payload:
+        return 1  # _fields names what is wrong: not an object, or schema missing
+    schema = payload["schema"]
+    if isinstance(schema, bool) or not isinstance(schema, int) or schema not in SCHEMAS:
+        raise ValidationError("schema", f"schema must be {' or '.join(map(str, SCHEMAS))}")
+    return schema
+
+
 def parse_report(payload: object, *, node_name: str) -> AgentReport:
     """Validate an agent's JSON report strictly; ``node_name`` is the node its token belongs to."""
-    data = _fields(payload, "report", _REPORT_FIELDS)
-    if isinstance(data["schema"], bool) or data["schema"] != REPORT_SCHEMA:
-        raise ValidationError("schema", f"schema must be {REPORT_SCHEMA}")
+    schema = _schema(payload)
+    if schema == 1 and isinstance(payload, dict) and "probes" in payload:
+        raise ValidationError("probes", 'probes is a field of report schema 2 only: send "schema": 2')
+    data = _fields(payload, "report", _FIELDS_BY_SCHEMA[schema])
     node = _name(data["node"], "node")
     if node != node_name:
         raise ValidationError("node", "node must be the node the agent token belongs to")
@@ -365,8 +434,10 @@ def parse_report(payload: object, *, node_name: str) -> AgentReport:
     peers = None if data["peers"] is None else _list(data["peers"], "peers", MAX_PEERS, _parse_peer)
     if peers is not None:
         _unique(peers, "public_key", "peers")
+    probes = _list(data["probes"], "probes", MAX_PROBES, _parse_probe) if schema >= 2 else ()
+    _unique(probes, "peer", "probes")
     return AgentReport(
-        schema=REPORT_SCHEMA,
+        schema=schema,
         node=node,
         agent_version=_text(data["agent_version"], "agent_version", AGENT_VERSION_PATTERN, "1-32 of 0-9 A-Z a-z . + -"),
         config_version=config_version,
@@ -374,6 +445,7 @@ def parse_report(payload: object, *, node_name: str) -> AgentReport:
         bridge=bridge,
         ports=ports,
         peers=peers,
+        probes=probes,
     )
 
 

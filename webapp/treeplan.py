@@ -42,7 +42,11 @@ Rules:
   margins. Since 0.95 / 1.05 > 0.90, RTT noise of ±5 % can never move the tree off the one that is
   optimal for the noiseless RTTs.
   With tree and roots kept, the previous costs stay while every link's planning RTT is within
-  ±``cost_tolerance`` (20 %) of the RTT its cost encodes.
+  ±``cost_tolerance`` (20 %) or ``cost_tolerance_ms`` (2 ms), whichever is wider, of the RTT its
+  cost encodes: a sub-millisecond link's RTT jitters by far more than 20 %, and every cost change
+  makes STP recompute (a root port that changes passes through listening and learning again).
+  When some link moved further, the costs are computed afresh, but every other link that keeps
+  its role and stays within tolerance keeps its previous cost, if STP still builds the tree.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ import heapq
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 LinkKey = tuple[str, str]
 
@@ -115,6 +120,7 @@ class PlanSettings:
     margin: float = 0.10
     min_gain_ms: float = 2.0
     cost_tolerance: float = 0.20
+    cost_tolerance_ms: float = 2.0
     exact_max_nodes: int = 12
     exact_max_steps: int = 100_000
 
@@ -165,11 +171,30 @@ class TreePlan:
     summary: str
     warnings: tuple[str, ...] = ()
 
+    # Lookups by name, built once per plan: the app asks for every node and link of a large plan.
+    @cached_property
+    def _node_index(self) -> dict[str, NodePlan]:
+        return {node.name: node for node in self.nodes}
+
+    @cached_property
+    def _link_index(self) -> dict[LinkKey, LinkPlan]:
+        return {link.key: link for link in self.links}
+
     def node(self, name: str) -> NodePlan:
-        return {node.name: node for node in self.nodes}[name]
+        """The plan of node ``name`` (``KeyError`` if it is not in the plan)."""
+        return self._node_index[name]
 
     def link(self, a: str, b: str) -> LinkPlan:
-        return {link.key: link for link in self.links}[link_key(a, b)]
+        """The plan of the link between ``a`` and ``b``, in either order (``KeyError`` if none)."""
+        return self._link_index[link_key(a, b)]
+
+    def find_node(self, name: str) -> NodePlan | None:
+        """The plan of node ``name``, or None."""
+        return self._node_index.get(name)
+
+    def find_link(self, a: str, b: str) -> LinkPlan | None:
+        """The plan of the link between ``a`` and ``b``, or None."""
+        return self._link_index.get(link_key(a, b))
 
     @property
     def priorities(self) -> dict[str, int]:
@@ -188,7 +213,7 @@ class TreePlan:
         return {
             "root": self.root,
             "tree": [list(key) for key in sorted(self.tree)],
-            "objective_ms": round(self.objective_ms, 3),
+            "objective_ms": self.objective_ms,
             "pairs": self.pairs,
             "method": self.method,
             "cost_per_ms": self.cost_per_ms,
@@ -217,6 +242,36 @@ class TreePlan:
                 for link in self.links
             ],
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> TreePlan:
+        """The plan ``to_dict`` gave (also after a JSON round trip): its exact inverse."""
+        return cls(
+            root=data["root"],
+            tree=frozenset(link_key(a, b) for a, b in data["tree"]),
+            nodes=tuple(
+                NodePlan(node["name"], node["priority"], node["role"], node["reason"], node["mean_tree_rtt_ms"])
+                for node in data["nodes"]
+            ),
+            links=tuple(
+                LinkPlan(
+                    link["a"],
+                    link["b"],
+                    link["cost"],
+                    link["in_tree"],
+                    link["reason"],
+                    link["planning_rtt_ms"],
+                    link["pinned"],
+                )
+                for link in data["links"]
+            ),
+            objective_ms=data["objective_ms"],
+            pairs=data["pairs"],
+            method=data["method"],
+            cost_per_ms=data["cost_per_ms"],
+            summary=data["summary"],
+            warnings=tuple(data["warnings"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -741,7 +796,7 @@ def _planning_rtts(
     for key in unmeasured:
         rtt[key] = default
         source = "default" if default == settings.default_rtt_ms else "the slowest measured link"
-        why[key] = f"no measurement: planned as {_ms(default)} ({source})"
+        why[key] = f"not measured: planned as {_ms(default)} ({source})"
     return rtt, why
 
 
@@ -876,6 +931,51 @@ def _costs(
     return cost, reason, largest
 
 
+def _within_tolerance(rtt: float, encoded: float, settings: PlanSettings) -> bool:
+    return abs(rtt - encoded) <= max(settings.cost_tolerance * encoded, settings.cost_tolerance_ms)
+
+
+def _steady_costs(
+    before: Mapping[LinkKey, LinkPlan],
+    tree: frozenset[LinkKey],
+    nodes: Iterable[str],
+    rtt: Mapping[LinkKey, float],
+    rtt_why: Mapping[LinkKey, str],
+    fresh: tuple[dict[LinkKey, int], dict[LinkKey, str], dict[LinkKey, float]],
+    pinned: Mapping[LinkKey, int],
+    priority: Mapping[str, int],
+    settings: PlanSettings,
+) -> tuple[dict[LinkKey, int], dict[LinkKey, str], dict[LinkKey, float]]:
+    """``fresh`` (costs, reasons, encoded RTTs), except that each link still in its role whose RTT is
+    within tolerance of the one its previous cost encodes keeps that cost, if STP still builds ``tree``.
+
+    One link that moved (a dead one, say) then changes its own cost, not every cost in the network:
+    each change makes the hosts' STP recompute, and a root port that changes costs seconds of traffic.
+    """
+    cost, reason, encoded = (dict(part) for part in fresh)
+    for key, old in before.items():
+        if key not in cost or key in pinned or old.pinned or old.in_tree != (key in tree):
+            continue
+        if old.planning_rtt_ms is not None and _within_tolerance(rtt[key], old.planning_rtt_ms, settings):
+            cost[key], encoded[key] = old.cost, old.planning_rtt_ms
+            reason[key] = _kept_reason(old, rtt[key], rtt_why[key], settings)
+    if cost == fresh[0] or stp_tree(nodes, rtt, cost, priority) != tree:
+        return fresh
+    return cost, reason, encoded
+
+
+def _kept_reason(before: LinkPlan, rtt: float, why: str, settings: PlanSettings) -> str:
+    """A kept cost's reason: the one it was computed with, and what is measured now if that moved."""
+    reason = before.reason.split(KEPT_SINCE, 1)[0]
+    if before.planning_rtt_ms is None or math.isclose(rtt, before.planning_rtt_ms, rel_tol=1e-9):
+        return reason
+    tolerance = f"±{settings.cost_tolerance:.0%} or ±{settings.cost_tolerance_ms:g} ms"
+    return f"{reason}{KEPT_SINCE}{why}: cost kept (within {tolerance})"
+
+
+KEPT_SINCE = "; now "
+
+
 def plan_tree(
     nodes: Iterable[PlanNode],
     links: Iterable[PlanLink],
@@ -953,15 +1053,12 @@ def plan_tree(
         and set(roots.values()) == {node.name for node in previous.nodes if node.role == "root"}
         and set(rtt) == set(before)
         and pinned_cost == {key: link.cost for key, link in before.items() if link.pinned}
-        and all(
-            abs(rtt[key] - before[key].planning_rtt_ms) <= settings.cost_tolerance * before[key].planning_rtt_ms
-            for key in rtt
-        )
+        and all(_within_tolerance(rtt[key], before[key].planning_rtt_ms, settings) for key in rtt)
     )
     if reuse and previous is not None:
         scale = previous.cost_per_ms
         cost = {key: before[key].cost for key in rtt}
-        link_reason = {key: before[key].reason for key in rtt}
+        link_reason = {key: _kept_reason(before[key], rtt[key], rtt_why[key], settings) for key in rtt}
         link_rtt = {key: before[key].planning_rtt_ms for key in rtt}
     else:
         scale = settings.cost_per_ms
@@ -974,6 +1071,10 @@ def plan_tree(
             warnings.append("pinned costs leave no room for the backup costs: some are clamped to 65535")
             cost = {key: min(value, MAX_COST) for key, value in cost.items()}
         link_rtt = dict(rtt)
+        if previous is not None and previous.cost_per_ms == scale:
+            cost, link_reason, link_rtt = _steady_costs(
+                before, tree, pins, rtt, rtt_why, (cost, link_reason, link_rtt), pinned_cost, priority, settings
+            )
 
     # check against STP itself
     predicted = stp_tree(pins, rtt, cost, priority)

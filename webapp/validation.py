@@ -102,6 +102,26 @@ def validate_priority(value: object, *, field: str = "bridge_priority") -> int:
     return value
 
 
+TREE_MODE_RULE = (
+    'must be "latency" (privnet plans the STP costs and priorities from the measured RTTs) or "seed" '
+    "(every link's own cost, default 100, and every node's own priority, default 32768)"
+)
+
+
+def validate_tree_mode(value: object, *, field: str = "tree_mode") -> str:
+    """How the spanning tree is chosen: exactly "latency" or "seed"."""
+    if value not in ("latency", "seed") or not isinstance(value, str):
+        raise ValidationError(field, f"{field} {TREE_MODE_RULE}")
+    return value
+
+
+def validate_flag(value: object, *, field: str) -> bool:
+    """A JSON boolean."""
+    if not isinstance(value, bool):
+        raise ValidationError(field, f"{field} must be true or false")
+    return value
+
+
 def validate_dns_name(host: str, *, field: str) -> str:
     """An RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens."""
     name = host[:-1] if host.endswith(".") else host

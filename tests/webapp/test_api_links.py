@@ -17,9 +17,20 @@ def links(api):
 def test_create_link_gets_lowest_vni(api, three_nodes):
     first = api("POST", "/api/v1/links", {"a": "rho", "b": "epsilon"})
     assert first.status_code == 201
-    assert first.json == {"a": "rho", "b": "epsilon", "vni": 1, "cost": 100, "enabled": True}
+    # no cost given: privnet derives it (latency mode); nothing is measured yet, so 100 ms x 10 per ms
+    assert first.json == {
+        "a": "rho",
+        "b": "epsilon",
+        "vni": 1,
+        "cost": 1000,
+        "enabled": True,
+        "cost_pinned": False,
+        "in_tree": True,
+        "cost_reason": "tree link: not measured: planned as 100.0 ms (default) → cost 1000",
+        "rtt_ms": 100.0,
+    }
     second = api("POST", "/api/v1/links", {"a": "pi0", "b": "rho", "cost": 250}).json
-    assert (second["vni"], second["cost"]) == (2, 250)
+    assert (second["vni"], second["cost"], second["cost_pinned"]) == (2, 250, True)
 
 
 def test_deleting_a_link_frees_its_vni(api, three_nodes):

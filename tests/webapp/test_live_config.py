@@ -17,7 +17,7 @@ import pytest
 
 from tests.factories import make_agents, make_link, make_node
 from tests.webapp.test_reports import valid_report
-from webapp import changes, keys, liveconfig, tokens
+from webapp import changes, keys, liveconfig, planning, tokens
 from webapp.config import TestingConfig
 from webapp.extensions import db as _db
 from webapp.hostconfig import build_host_config
@@ -43,8 +43,10 @@ def config_get(client, token: str, *, version: str | None = None, wait: object =
 
 def expected_config(name: str):
     _db.session.expire_all()
-    node = get_node(name)
-    return build_host_config(node, get_network(), links_of(node), TestingConfig.PRIVNET_URL)
+    node, network = get_node(name), get_network()
+    return build_host_config(
+        node, network, links_of(node), TestingConfig.PRIVNET_URL, plan=planning.stored_plan(network)
+    )
 
 
 class Poll(threading.Thread):
@@ -142,7 +144,9 @@ def test_each_kind_of_change_reaches_the_hosts_it_concerns(app, api, agents):
     """Node, link and network writes: the hosts whose config changes are answered, the others wait."""
     cases = [
         (("POST", "/api/v1/links", {"a": "bob", "b": "epsilon"}), {"bob", "epsilon"}),
-        (("PATCH", "/api/v1/nodes/vorke", {"bridge_priority": 4096}), {"vorke"}),
+        # pinned at 4096, vorke would tie with the planned root epsilon: the planner gives epsilon 0
+        # to keep it root, and bob (vorke, pinned, no longer can be) the backup root's 8192
+        (("PATCH", "/api/v1/nodes/vorke", {"bridge_priority": 4096}), {"vorke", "epsilon", "bob"}),
         # vorke's own config names no endpoint of its own (both ends have one): only its peer changes
         (("PATCH", "/api/v1/nodes/vorke", {"endpoint": "vorke.example:4000"}), {"epsilon"}),
         (("PATCH", "/api/v1/nodes/vorke", {"endpoint": ""}), {"vorke", "epsilon"}),  # keepalive both ends
@@ -166,6 +170,8 @@ def test_each_kind_of_change_reaches_the_hosts_it_concerns(app, api, agents):
 
 
 def test_a_location_edit_changes_no_config_and_no_generation(api, agents, db):
+    api("PATCH", "/api/v1/links/epsilon/vorke", json={"cost": 100})  # pins the cost (was derived)
+    db.session.expire_all()
     before = db.session.get(Network, 1).generation
     api("PATCH", "/api/v1/nodes/epsilon", json={"location": "Basement"})
     api("PATCH", "/api/v1/links/epsilon/vorke", json={"cost": 100})  # the cost it has: no change
@@ -440,7 +446,6 @@ def test_nodes_list_sync_uses_a_constant_number_of_queries(api, agents, db):
         make_link(db, f"extra{index}", "epsilon")
     db.session.expire_all()
     assert count_queries() <= small + 1
-
 
 
 def test_a_stopping_notifier_ends_the_wait_at_once(agents):

@@ -30,6 +30,8 @@ HOSTILE_VALUES = [
     "[::1]:1",
     "1.2.3.4:99999",
     "NaN",
+    "seed",
+    "latency",
 ]
 FIELDS = [
     "name",
@@ -48,6 +50,9 @@ FIELDS = [
     "bridge_name",
     "report_interval",
     "vxlan_port",
+    "tree_mode",
+    "cost_pinned",
+    "priority_pinned",
 ]
 ENDPOINTS = [
     ("POST", "/api/v1/nodes"),
@@ -56,6 +61,7 @@ ENDPOINTS = [
     ("PATCH", "/api/v1/links/rho/bob"),
     ("PATCH", "/api/v1/network"),
     ("POST", "/api/v1/nodes/rho/enrollment"),
+    ("POST", "/api/v1/plan"),
 ]
 
 

@@ -122,10 +122,8 @@ def test_links_page_creates_and_refuses(auth, db):
     assert "No links yet" in auth.get("/links/").text
 
 
-def test_network_page_refuses_bad_timers(auth):
-    page = auth.get("/network/").text
-    assert 'value="10.88.88.0/24"' in page and 'value="internet"' in page
-    data = {
+def network_form(**overrides: str) -> dict:
+    return {
         "name": "privnet",
         "underlay_cidr": "10.88.88.0/24",
         "overlay_cidr": "10.99.99.0/24",
@@ -133,10 +131,16 @@ def test_network_page_refuses_bad_timers(auth):
         "vxlan_port": "4789",
         "listen_port": "56560",
         "stp_hello_time": "1",
-        "stp_forward_delay": "1",
+        "stp_forward_delay": "2",
         "stp_max_age": "6",
         "report_interval": "10",
-    }
+    } | overrides
+
+
+def test_network_page_refuses_bad_timers(auth):
+    page = auth.get("/network/").text
+    assert 'value="10.88.88.0/24"' in page and 'value="internet"' in page
+    data = network_form(stp_forward_delay="1")
     response = auth.post("/network/", data=data)
     assert "stp_forward_delay must be a whole number from 2 to 30" in response.text
     assert auth.post("/network/", data=data | {"stp_forward_delay": "3"}).status_code == 302
@@ -146,3 +150,68 @@ def test_unknown_page_is_a_404_page(auth):
     response = auth.get("/nodes/ghost")
     assert response.status_code == 404
     assert "No node is called" in response.text
+
+
+def node_form(**overrides: str) -> dict:
+    return {
+        "location": "",
+        "endpoint": "203.0.113.1:56560",
+        "listen_port": "56560",
+        "bridge_priority": "",
+        "underlay_ip": "10.88.88.1",
+        "overlay_ip": "10.99.99.1",
+    } | overrides
+
+
+def test_links_page_shows_the_plan_and_pins_and_unpins_costs(auth, db):
+    from webapp import inventory
+
+    make_node(db, name="rho", endpoint="203.0.113.1:56560")
+    make_node(db, name="bob", endpoint="203.0.113.2:56560")
+    make_link(db, "rho", "bob")
+    row = re.search(r"<tr>\s*<td><a[^>]*>rho</a>.*?</tr>", auth.get("/links/").text, re.S).group(0)
+    assert ">1000 <a" in row and "in tree" in row and "100.0 ms" in row and "not measured" in row
+    assert 'class="tag">pinned' not in row
+    assert auth.post("/links/rho/bob/edit", data={"cost": "42"}).status_code == 302
+    page = auth.get("/links/").text
+    assert '42 <span class="tag">pinned</span>' in page and "pinned by admin" in page
+    edit = auth.get("/links/rho/bob/edit").text
+    assert 'value="42"' in edit and "Unpin" in edit
+    assert auth.post("/links/rho/bob/edit", data={"cost": ""}).status_code == 302  # empty: derived again
+    link = inventory.find_link("rho", "bob")
+    assert (link.cost_pinned, link.cost) == (False, 100)
+    assert 'class="tag">pinned' not in auth.get("/links/").text
+    assert 'value=""' in auth.get("/links/rho/bob/edit").text
+
+
+def test_node_pages_show_role_and_pin_and_unpin_priorities(auth, db):
+    from webapp import inventory
+
+    make_node(db, name="rho", endpoint="203.0.113.1:56560")
+    make_node(db, name="bob", endpoint="203.0.113.2:56560")
+    make_link(db, "rho", "bob")
+    detail = auth.get("/nodes/bob").text
+    assert "Spanning tree role" in detail and re.search(r"<dd>(root|backup root) <span", detail)
+    assert 'name="bridge_priority" type="text" value=""' in auth.get("/nodes/rho/edit").text
+    assert auth.post("/nodes/rho/edit", data=node_form(bridge_priority="8192")).status_code == 302
+    assert '8192 <span class="tag">pinned</span>' in auth.get("/nodes/rho").text
+    assert 'value="8192"' in auth.get("/nodes/rho/edit").text
+    assert auth.post("/nodes/rho/edit", data=node_form()).status_code == 302  # empty: derived again
+    rho = inventory.get_node("rho")
+    assert (rho.priority_pinned, rho.bridge_priority) == (False, 32768)
+    assert 'class="tag">pinned' not in auth.get("/nodes/rho").text
+
+
+def test_network_page_switches_the_tree_mode(auth, db):
+    make_node(db, name="rho", endpoint="203.0.113.1:56560")
+    make_node(db, name="bob", endpoint="203.0.113.2:56560")
+    make_link(db, "rho", "bob")
+    page = auth.get("/network/").text
+    assert '<option selected value="latency">' in page and "Spanning tree" in page
+    data = network_form()
+    refused = auth.post("/network/", data=data | {"tree_mode": "fastest"})
+    assert "tree_mode must be" in refused.text
+    assert auth.post("/network/", data=data | {"tree_mode": "seed"}).status_code == 302
+    assert '<option selected value="seed">' in auth.get("/network/").text
+    links = auth.get("/links/").text
+    assert "seed settings" in links and ">100 <a" in links

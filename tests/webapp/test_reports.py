@@ -9,7 +9,15 @@ import json
 import pytest
 
 from webapp.errors import ValidationError
-from webapp.reports import MAX_PEERS, MAX_PORTS, AgentReport, TopologyEvent, parse_report, topology_events
+from webapp.reports import (
+    MAX_PEERS,
+    MAX_PORTS,
+    MAX_PROBES,
+    AgentReport,
+    TopologyEvent,
+    parse_report,
+    topology_events,
+)
 
 ROOT_ID = "1000.0a0000000001"
 OWN_ID = "8000.0a0000000002"
@@ -104,7 +112,8 @@ def _delete(payload: dict, path: tuple) -> None:
 @pytest.mark.parametrize(
     ("path", "value", "field"),
     [
-        (("schema",), 2, "schema"),
+        (("schema",), 3, "schema"),
+        (("schema",), 1.0, "schema"),
         (("schema",), True, "schema"),
         (("node",), "Epsilon", "node"),
         (("node",), "bob", "node"),  # another node's report
@@ -278,3 +287,105 @@ def test_events_when_the_bridge_disappears() -> None:
         ("port_state_changed", "bob", None),
         ("port_state_changed", "vorke", None),
     ]
+
+
+# --- schema 2: probes ----------------------------------------------------------------------------
+
+
+def probe(peer: str, rtt_ms: float | None = 20.13, loss: float = 0.02, state: str = "up") -> dict:
+    return {"peer": peer, "rtt_ms": rtt_ms, "loss": loss, "state": state}
+
+
+def valid_report_v2(node: str = "epsilon") -> dict:
+    return valid_report(node) | {
+        "schema": 2,
+        "probes": [probe("vorke"), probe("bob", None, 1.0, "waiting"), probe("rho", 60_000, 0, "holddown")],
+    }
+
+
+def test_schema_2_parses_its_probes_and_round_trips() -> None:
+    report = parse_report(valid_report_v2(), node_name="epsilon")
+    assert report.schema == 2
+    assert [(p.peer, p.rtt_ms, p.loss, p.state) for p in report.probes] == [
+        ("vorke", 20.13, 0.02, "up"),
+        ("bob", None, 1.0, "waiting"),
+        ("rho", 60_000.0, 0.0, "holddown"),
+    ]
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["probes"][0] == probe("vorke")
+    assert parse_report(data, node_name="epsilon") == report
+
+
+def test_schema_1_has_no_probes_and_round_trips_without_them() -> None:
+    report = parse_report(valid_report(), node_name="epsilon")
+    assert report.probes == ()
+    assert "probes" not in report.to_dict()
+    assert parse_report(report.to_dict(), node_name="epsilon") == report
+
+
+def test_probes_belong_to_schema_2_only() -> None:
+    without = valid_report_v2()
+    del without["probes"]
+    with pytest.raises(ValidationError) as refused:
+        parse_report(without, node_name="epsilon")
+    assert (refused.value.field, "missing" in refused.value.message) == ("probes", True)
+    with pytest.raises(ValidationError) as refused:
+        parse_report(valid_report() | {"probes": []}, node_name="epsilon")
+    assert refused.value.field == "probes"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        (("probes",), None, "probes"),
+        (("probes",), {}, "probes"),
+        (("probes", 0), "vorke", "probes[0]"),
+        (("probes", 0, "peer"), "Vorke", "probes[0].peer"),
+        (("probes", 0, "peer"), "x" * 16, "probes[0].peer"),
+        (("probes", 1, "peer"), "vorke", "probes[1].peer"),  # duplicate
+        (("probes", 0, "rtt_ms"), 0, "probes[0].rtt_ms"),
+        (("probes", 0, "rtt_ms"), -1.5, "probes[0].rtt_ms"),
+        (("probes", 0, "rtt_ms"), 60_000.5, "probes[0].rtt_ms"),
+        (("probes", 0, "rtt_ms"), "20", "probes[0].rtt_ms"),
+        (("probes", 0, "rtt_ms"), True, "probes[0].rtt_ms"),
+        (("probes", 0, "rtt_ms"), float("inf"), "probes[0].rtt_ms"),
+        (("probes", 0, "loss"), 1.01, "probes[0].loss"),
+        (("probes", 0, "loss"), -0.01, "probes[0].loss"),
+        (("probes", 0, "loss"), None, "probes[0].loss"),
+        (("probes", 0, "loss"), False, "probes[0].loss"),
+        (("probes", 0, "state"), "dead", "probes[0].state"),
+        (("probes", 0, "state"), "UP", "probes[0].state"),
+        (("probes", 2, "state"), None, "probes[2].state"),
+    ],
+)
+def test_malformed_probe_is_refused_naming_the_field(path: tuple, value: object, field: str) -> None:
+    payload = valid_report_v2()
+    _set(payload, path, value)
+    with pytest.raises(ValidationError) as refused:
+        parse_report(payload, node_name="epsilon")
+    assert refused.value.field == field
+    assert field in refused.value.message
+
+
+@pytest.mark.parametrize("name", ["peer", "rtt_ms", "loss", "state"])
+def test_probe_fields_are_exact(name: str) -> None:
+    missing = valid_report_v2()
+    del missing["probes"][1][name]
+    with pytest.raises(ValidationError) as refused:
+        parse_report(missing, node_name="epsilon")
+    assert refused.value.field == f"probes[1].{name}"
+    extra = valid_report_v2()
+    extra["probes"][1]["jitter_ms"] = 1.0
+    with pytest.raises(ValidationError) as refused:
+        parse_report(extra, node_name="epsilon")
+    assert refused.value.field == "probes[1].jitter_ms"
+
+
+def test_at_most_1024_probes() -> None:
+    payload = valid_report_v2()
+    payload["probes"] = [probe(f"p{index}") for index in range(MAX_PROBES)]
+    assert len(parse_report(payload, node_name="epsilon").probes) == MAX_PROBES
+    payload["probes"].append(probe("one-more"))
+    with pytest.raises(ValidationError) as refused:
+        parse_report(payload, node_name="epsilon")
+    assert refused.value.field == "probes"

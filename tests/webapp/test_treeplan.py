@@ -382,6 +382,30 @@ def test_a_small_gain_keeps_the_tree_but_updates_costs():
     assert_stp_builds_the_plan(after)
 
 
+def test_one_link_that_moved_changes_its_own_cost_not_the_others():
+    rtt = seed_world()
+    before = plan_for(rtt)
+    rng = random.Random(7)
+    drift = {key: value * rng.uniform(0.9, 1.1) for key, value in rtt.items()}  # noise on every link ...
+    drift[link_key("vorke", "bob")] = 2 * rtt[link_key("vorke", "bob")]  # ... and one backup link that moved
+    after = plan_for(drift, before)
+    assert after.tree == before.tree
+    changed = {link.key for link in after.links if link.cost != before.link(*link.key).cost}
+    assert changed == {link_key("vorke", "bob")}
+    assert "cost kept" in after.link("epsilon", "vorke").reason or after.link("epsilon", "vorke").reason == (
+        before.link("epsilon", "vorke").reason
+    )
+    assert_stp_builds_the_plan(after)
+
+
+def test_sub_millisecond_jitter_changes_no_cost():
+    lan = {link_key("a", "b"): 0.4, link_key("a", "c"): 0.5, link_key("b", "c"): 0.6}
+    before = plan_for(lan)
+    for factor in (0.5, 2.0, 3.0):
+        after = plan_for({key: value * factor for key, value in lan.items()}, before)
+        assert after.costs == before.costs, factor
+
+
 def test_the_root_stays_unless_the_new_centre_is_clearly_better():
     rtt = seed_world()
     names = sorted({name for key in rtt for name in key})
@@ -411,7 +435,7 @@ def test_loss_is_penalised_and_unmeasured_links_use_the_default():
     assert plan.link("epsilon", "vorke").planning_rtt_ms == pytest.approx(20 * 3)
     assert "20.0% loss, planned as 60.0 ms" in plan.link("epsilon", "vorke").reason
     assert plan.link("rho", "pi0").planning_rtt_ms == 100.0
-    assert "no measurement: planned as 100.0 ms (default)" in plan.link("rho", "pi0").reason
+    assert "not measured: planned as 100.0 ms (default)" in plan.link("rho", "pi0").reason
     assert_stp_builds_the_plan(plan)
     # an unmeasured link is never planned faster than the slowest measured one
     slow = plan_tree(nodes, links, [LinkMeasurement(a, b, value * 3) for (a, b), value in rtt.items() if a != "pi0"])
@@ -488,3 +512,40 @@ def test_empty_and_invalid_inputs():
         plan_tree([PlanNode("a"), PlanNode("b")], [PlanLink("a", "b"), PlanLink("b", "a")])
     with pytest.raises(ValueError, match="pinned priority"):
         plan_tree([PlanNode("a", pinned_priority=100)], [])
+
+
+def test_from_dict_is_the_exact_inverse_of_to_dict():
+    """The app stores plans as JSON and plans the next one from it: nothing may be lost or rounded."""
+    rtt = {**seed_world(), ("d", "e"): 7.123456789}
+    nodes = [PlanNode(name, pinned_priority=0 if name == "pi0" else None) for name in (*SEED_NODES, "d", "e", "f")]
+    links = [
+        PlanLink(a, b, pinned_cost=333 if (a, b) == link_key("bob", "rho") else None, enabled=(a, b) != ("d", "e"))
+        for a, b in rtt
+    ]
+    first = plan_tree(nodes, links, measured(rtt, loss=0.013))
+    plans = [first, plan_tree(nodes, links, measured(rtt), first), plan_for(seed_world()), plan_tree([], [])]
+    assert first.warnings and any(link.pinned for link in first.links)  # every kind of field is exercised
+    for plan in plans:
+        data = json.loads(json.dumps(plan.to_dict()))
+        again = TreePlan.from_dict(data)
+        assert again == plan
+        assert again.to_dict() == data
+        assert again.costs == plan.costs and again.priorities == plan.priorities
+    # the previous plan read back plans exactly as the one in memory
+    again = TreePlan.from_dict(json.loads(json.dumps(first.to_dict())))
+    assert plan_tree(nodes, links, measured(rtt), again) == plans[1]
+
+
+def test_a_kept_cost_says_what_is_measured_now():
+    rtt = seed_world()
+    nodes, links = [PlanNode(name) for name in SEED_NODES], [PlanLink(a, b) for a, b in rtt]
+    first = plan_tree(nodes, links, [m for m in measured(rtt) if (m.a, m.b) != link_key("vorke", "bob")])
+    assert first.link("vorke", "bob").reason.startswith("backup: not measured")
+    second = plan_tree(nodes, links, measured(rtt), first)  # 85 ms is within 20 % of the 100 ms it encodes
+    assert second.costs == first.costs
+    assert second.link("vorke", "bob").reason == first.link("vorke", "bob").reason + (
+        "; now RTT 85.0 ms: cost kept (within ±20% or ±2 ms)"
+    )
+    third = plan_tree(nodes, links, measured(rtt), second)
+    assert third.link("vorke", "bob").reason == second.link("vorke", "bob").reason  # said once
+    assert third.link("rho", "bob").reason == first.link("rho", "bob").reason  # unmoved: as it was

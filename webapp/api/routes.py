@@ -1,14 +1,15 @@
-"""API v1 views: parse JSON, call one inventory function, answer JSON."""
+"""API v1 views: parse JSON, call one inventory (or planning) function, answer JSON."""
 
 from __future__ import annotations
 
 from flask import current_app, request
 
-from .. import inventory, liveconfig, monitoring
+from .. import inventory, liveconfig, monitoring, planning
 from ..errors import DomainError, ValidationError
+from ..models import Link, Node
 from . import bp
 from .auth import admin_required
-from .serializers import enrollment_to_json, link_to_json, network_to_json, node_to_json
+from .serializers import enrollment_to_json, link_to_json, network_to_json, node_to_json, plan_to_json
 
 NODE_CREATE_FIELDS = frozenset(
     {"name", "endpoint", "listen_port", "location", "bridge_priority", "underlay_ip", "overlay_ip"}
@@ -33,8 +34,20 @@ def json_object(allowed: frozenset[str] | None = None) -> dict:
     return body
 
 
-def _node_json(node) -> dict:
-    return node_to_json(node, liveconfig.sync_status(node, current_app.config["PRIVNET_URL"]))
+def _node_json(node: Node) -> dict:
+    network = inventory.get_network()
+    facts = planning.node_facts(node, network, planning.stored_plan(network))
+    return node_to_json(node, liveconfig.sync_status(node, current_app.config["PRIVNET_URL"]), facts)
+
+
+def _links_json(links: list[Link]) -> list[dict]:
+    network = inventory.get_network()
+    plan = planning.stored_plan(network)
+    return [link_to_json(link, planning.link_facts(link, network, plan)) for link in links]
+
+
+def _link_json(link: Link) -> dict:
+    return _links_json([link])[0]
 
 
 def _enroll(node) -> dict:
@@ -48,7 +61,14 @@ def _enroll(node) -> dict:
 @admin_required
 def list_nodes():
     statuses = liveconfig.sync_statuses(current_app.config["PRIVNET_URL"])
-    return {"nodes": [node_to_json(node, statuses[node.name]) for node in inventory.list_nodes()]}
+    network = inventory.get_network()
+    plan = planning.stored_plan(network)
+    return {
+        "nodes": [
+            node_to_json(node, statuses[node.name], planning.node_facts(node, network, plan))
+            for node in inventory.list_nodes()
+        ]
+    }
 
 
 @bp.post("/nodes")
@@ -95,7 +115,7 @@ def rotate_key(name: str):
 @bp.get("/links")
 @admin_required
 def list_links():
-    return {"links": [link_to_json(link) for link in inventory.list_links()]}
+    return {"links": _links_json(inventory.list_links())}
 
 
 @bp.post("/links")
@@ -105,20 +125,20 @@ def create_link():
     if "a" not in body or "b" not in body:
         missing = "a" if "a" not in body else "b"
         raise ValidationError(missing, f"{missing} is required: a link joins nodes a and b")
-    return link_to_json(inventory.create_link(**body)), 201
+    return _link_json(inventory.create_link(**body)), 201
 
 
 @bp.get("/links/<a>/<b>")
 @admin_required
 def show_link(a: str, b: str):
-    return link_to_json(inventory.find_link(a, b))
+    return _link_json(inventory.find_link(a, b))
 
 
 @bp.patch("/links/<a>/<b>")
 @admin_required
 def update_link(a: str, b: str):
     link = inventory.find_link(a, b)
-    return link_to_json(inventory.update_link(link, json_object()))
+    return _link_json(inventory.update_link(link, json_object()))
 
 
 @bp.delete("/links/<a>/<b>")
@@ -144,3 +164,21 @@ def update_network():
 @admin_required
 def show_topology():
     return monitoring.current_topology().to_dict()
+
+
+@bp.get("/plan")
+@admin_required
+def show_plan():
+    """The tree mode, the plan in effect and the measurements the agents report now."""
+    return plan_to_json(planning.plan_status(inventory.get_network()))
+
+
+@bp.post("/plan")
+@admin_required
+def force_replan():
+    """Replan now (in mode "latency"), whatever the throttle says; answers like GET."""
+    json_body = request.get_json(silent=True)
+    if json_body not in (None, {}):
+        raise ValidationError("body", "POST /api/v1/plan takes no fields")
+    planning.replan()
+    return plan_to_json(planning.plan_status(inventory.get_network()))

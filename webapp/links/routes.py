@@ -1,11 +1,11 @@
-"""Link pages: thin views over ``webapp.inventory``."""
+"""Link pages: thin views over ``webapp.inventory`` and ``webapp.planning``."""
 
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, url_for
 from flask_login import login_required
 
-from .. import inventory
+from .. import inventory, planning
 from ..errors import DomainError, NotFoundError
 from ..formtools import form_values, show_domain_error
 from ..nodes.forms import ConfirmForm
@@ -18,6 +18,12 @@ def _link_or_404(a: str, b: str):
         return inventory.find_link(a, b)
     except NotFoundError as error:
         abort(404, description=error.message)
+
+
+def _facts(links) -> dict[int, planning.LinkFacts]:
+    network = inventory.get_network()
+    plan = planning.stored_plan(network)
+    return {link.id: planning.link_facts(link, network, plan) for link in links}
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -35,8 +41,16 @@ def list_links():
         else:
             flash(f"Link {link.node_a.name} – {link.node_b.name} created with VNI {link.vni}.")
             return redirect(url_for("links.list_links"))
+    links = inventory.list_links()
+    network = inventory.get_network()
     return render_template(
-        "links/list.html", links=inventory.list_links(), form=form, confirm_form=ConfirmForm(), has_nodes=len(nodes) > 1
+        "links/list.html",
+        links=links,
+        facts=_facts(links),
+        status=planning.plan_status(network),
+        form=form,
+        confirm_form=ConfirmForm(),
+        has_nodes=len(nodes) > 1,
     )
 
 
@@ -44,16 +58,20 @@ def list_links():
 @login_required
 def edit_link(a: str, b: str):
     link = _link_or_404(a, b)
-    form = LinkEditForm(data={"cost": str(link.cost)})
+    form = LinkEditForm(data={"cost": str(link.cost) if link.cost_pinned else ""})
     if form.validate_on_submit():
+        cost = form_values(form, ("cost",))["cost"]
         try:
-            inventory.update_link(link, form_values(form, ("cost",)))
+            # An empty cost unpins it: privnet derives it again.
+            inventory.update_link(link, {"cost": cost} if cost else {"cost_pinned": False})
         except DomainError as error:
             show_domain_error(form, error)
         else:
-            flash(f"Link {a} – {b} now costs {link.cost}.")
+            facts = _facts([link])[link.id]
+            how = "pinned" if facts.pinned else "derived by privnet"
+            flash(f"Link {a} – {b} now costs {facts.cost} ({how}).")
             return redirect(url_for("links.list_links"))
-    return render_template("links/edit.html", link=link, form=form)
+    return render_template("links/edit.html", link=link, facts=_facts([link])[link.id], form=form)
 
 
 @bp.route("/<a>/<b>/delete", methods=["POST"])

@@ -15,7 +15,9 @@ class NodeForm(FlaskForm):
         "WireGuard listen port", validators=[Length(max=10)], description="empty: network default"
     )
     bridge_priority = StringField(
-        "Bridge priority", validators=[Length(max=10)], description="0-61440 in steps of 4096; empty: 32768"
+        "Bridge priority",
+        validators=[Length(max=10)],
+        description="0-61440 in steps of 4096, pinned: used as is; empty: derived by privnet (32768 in seed mode)",
     )
     underlay_ip = StringField("Underlay address", validators=[Length(max=64)], description="empty: lowest free")
     overlay_ip = StringField("Overlay address", validators=[Length(max=64)], description="empty: lowest free")

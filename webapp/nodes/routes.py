@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_login import login_required
 
-from .. import inventory, liveconfig
+from .. import inventory, liveconfig, planning
 from ..errors import DomainError, NotFoundError
 from ..formtools import form_values, show_domain_error
 from . import bp
@@ -24,10 +24,14 @@ def _node_or_404(name: str):
 @bp.route("/")
 @login_required
 def list_nodes():
+    nodes = inventory.list_nodes()
+    network = inventory.get_network()
+    plan = planning.stored_plan(network)
     return render_template(
         "nodes/list.html",
-        nodes=inventory.list_nodes(),
-        network=inventory.get_network(),
+        nodes=nodes,
+        network=network,
+        facts={node.id: planning.node_facts(node, network, plan) for node in nodes},
         sync=liveconfig.sync_statuses(current_app.config["PRIVNET_URL"]),
     )
 
@@ -59,10 +63,15 @@ def create_node():
 @login_required
 def show_node(name: str):
     node = _node_or_404(name)
+    links = inventory.links_of(node)
+    network = inventory.get_network()
+    plan = planning.stored_plan(network)
     return render_template(
         "nodes/detail.html",
         node=node,
-        links=inventory.links_of(node),
+        facts=planning.node_facts(node, network, plan),
+        links=links,
+        link_facts={link.id: planning.link_facts(link, network, plan) for link in links},
         sync=liveconfig.sync_status(node, current_app.config["PRIVNET_URL"]),
         confirm_form=ConfirmForm(),
     )
@@ -74,17 +83,25 @@ def edit_node(name: str):
     node = _node_or_404(name)
     form = NodeForm(data={"name": node.name, **{field: _form_value(node, field) for field in EDITABLE_FIELDS}})
     if form.validate_on_submit():
+        values = form_values(form, EDITABLE_FIELDS)
+        if not values["bridge_priority"]:  # empty: unpinned, privnet derives it
+            del values["bridge_priority"]
+            values["priority_pinned"] = False
         try:
-            inventory.update_node(node, form_values(form, EDITABLE_FIELDS))
+            inventory.update_node(node, values)
         except DomainError as error:
             show_domain_error(form, error)
         else:
             flash(f"Node {node.name} saved.")
             return redirect(url_for("nodes.show_node", name=node.name))
-    return render_template("nodes/form.html", form=form, node=node)
+    network = inventory.get_network()
+    facts = planning.node_facts(node, network, planning.stored_plan(network))
+    return render_template("nodes/form.html", form=form, node=node, facts=facts)
 
 
 def _form_value(node, field: str) -> str:
+    if field == "bridge_priority" and not node.priority_pinned:
+        return ""  # derived by privnet: the field stays empty unless the admin pins a priority
     value = getattr(node, field)
     return "" if value is None else str(value)
 
