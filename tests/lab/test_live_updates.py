@@ -19,6 +19,7 @@ import pytest
 
 from lab.core import Lab
 from lab.testing import require_lab
+from tests.lab.conftest import enroll_with
 from tests.lab.test_agent_e2e import kernel_blocked, kernel_port_states, kernel_root, wait_for
 from webapp import create_app, inventory
 from webapp.config import TestingConfig
@@ -128,6 +129,14 @@ def forwarding_link_and_blocked_link(lab: Lab) -> tuple[tuple[str, str], tuple[s
 
 
 # --- the tests ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def triangle(bare_triangle: Lab) -> Lab:
+    """The triangle with the seed's tree settings: these tests change links and costs themselves and
+    read what the kernels do; in the latency-aware mode the planner would re-cost links they did not
+    touch (tested in ``test_failover`` and ``test_blog``)."""
+    return enroll_with(bare_triangle, tree_mode="seed")
 
 
 def test_every_agent_applied_its_config_and_says_so(triangle: Lab) -> None:
