@@ -1906,20 +1906,21 @@ class StpClaim:
     bridge_id: str
     root: str
     cost: int
+    settled: bool = True  # its root port forwards (or it is the root): its way to the root works now
 
     def encode(self) -> bytes:
-        return PROBE_TAG + f"{self.bridge_id} {self.root} {self.cost}".encode()
+        return PROBE_TAG + f"{self.bridge_id} {self.root} {self.cost} {int(self.settled)}".encode()
 
     @staticmethod
     def decode(payload: bytes) -> StpClaim | None:
         if not payload.startswith(PROBE_TAG):
             return None
         fields = payload[len(PROBE_TAG) :].decode("ascii", "replace").split()
-        if len(fields) != 3 or not all(BRIDGE_ID_PATTERN.fullmatch(value) for value in fields[:2]):
+        if len(fields) != 4 or not all(BRIDGE_ID_PATTERN.fullmatch(value) for value in fields[:2]):
             return None
-        if not fields[2].isdigit():
+        if not fields[2].isdigit() or fields[3] not in ("0", "1"):
             return None
-        return StpClaim(fields[0], fields[1], int(fields[2]))
+        return StpClaim(fields[0], fields[1], int(fields[2]), fields[3] == "1")
 
     def worse_than(self, root: str | None, cost: int | None) -> bool:
         """Whether this claim is worse than ``root`` at ``cost`` (bridge ids order as their text)."""
@@ -2060,7 +2061,6 @@ def read_bridge_view(ipr: Any, bridge_name: str) -> tuple[StpClaim | None, dict[
     bridge_id = format_bridge_id(_attr(data, "IFLA_BR_BRIDGE_ID"))
     root = format_bridge_id(_attr(data, "IFLA_BR_ROOT_ID"))
     root_port = _attr(data, "IFLA_BR_ROOT_PORT") or 0
-    claim = StpClaim(bridge_id, root, _attr(data, "IFLA_BR_ROOT_PATH_COST") or 0) if bridge_id and root else None
     ports = {}
     for msg in links:
         if _attr(msg, "IFLA_MASTER") != bridge["index"] or _info(msg, "IFLA_INFO_KIND") != "vxlan":
@@ -2076,7 +2076,10 @@ def read_bridge_view(ipr: Any, bridge_name: str) -> tuple[StpClaim | None, dict[
             designated_cost=_attr(slave, "IFLA_BRPORT_DESIGNATED_COST"),
             root_port=root_port != 0 and _attr(slave, "IFLA_BRPORT_NO") == root_port,
         )
-    return claim, ports
+    if not bridge_id or not root:
+        return None, ports
+    settled = root_port == 0 or any(port.root_port and port.state == "forwarding" for port in ports.values())
+    return StpClaim(bridge_id, root, _attr(data, "IFLA_BR_ROOT_PATH_COST") or 0, settled), ports
 
 
 def bounce_reason(port: PortView, claim: StpClaim | None, own: StpClaim | None) -> str | None:
@@ -2085,8 +2088,11 @@ def bounce_reason(port: PortView, claim: StpClaim | None, own: StpClaim | None) 
     The port stores the peer's BPDUs (it is not the designated port of its wire), and the peer now
     claims a worse root or cost than stored: it lost its way to the root. The kernel would keep the
     stale information until max age; bouncing the port drops it at once (what Cisco's BackboneFast
-    does with its root link queries). Only a blocked port, or a root port whose peer lost the root
-    altogether, is bounced: a root port whose peer merely found a longer way still leads to the root.
+    does with its root link queries). A blocked port is bounced; a root port only when its peer lost
+    the root altogether or is itself re-converging (its new root port not yet forwarding): then our
+    way to the root is broken for seconds anyway, and choosing again now beats choosing again at
+    max age, which would break it a second time. A root port whose peer merely got costlier, its
+    own way still forwarding, is left alone.
     """
     if claim is None or own is None or not port.up or port.designated_bridge != claim.bridge_id:
         return None
@@ -2096,6 +2102,8 @@ def bounce_reason(port: PortView, claim: StpClaim | None, own: StpClaim | None) 
         return f"its peer now claims root {claim.root} at cost {claim.cost} (stored: {port.designated_root} at {port.designated_cost})"  # noqa: E501
     if port.root_port and claim.root != port.designated_root:
         return f"its peer, on the way to the root, now claims root {claim.root}"
+    if port.root_port and not claim.settled:
+        return f"its peer, on the way to the root, lost its root port (now at cost {claim.cost}, re-converging)"
     return None
 
 

@@ -42,9 +42,11 @@ Rules:
   margins. Since 0.95 / 1.05 > 0.90, RTT noise of ±5 % can never move the tree off the one that is
   optimal for the noiseless RTTs.
   With tree and roots kept, the previous costs stay while every link's planning RTT is within
-  ±``cost_tolerance`` (20 %) or ``cost_tolerance_ms`` (2 ms), whichever is wider, of the RTT its
-  cost encodes: a sub-millisecond link's RTT jitters by far more than 20 %, and every cost change
-  makes STP recompute (a root port that changes passes through listening and learning again).
+  ±``cost_tolerance`` (50 %) or ``cost_tolerance_ms`` (5 ms), whichever is wider, of the RTT its
+  cost encodes. Costs need not track RTTs closely (any costs under which STP builds the chosen tree
+  do; the RTTs rank only the backups), and every cost change makes STP recompute: a bridge ignores
+  a worse BPDU from its designated bridge until max age, then chooses again, so a raised cost on a
+  tree link can move root ports seconds later. Under load a 10 ms link here jitters by 3 ms.
   When some link moved further, the costs are computed afresh, but every other link that keeps
   its role and stays within tolerance keeps its previous cost, if STP still builds the tree.
 """
@@ -119,8 +121,8 @@ class PlanSettings:
     bridge_priority: int = 32768
     margin: float = 0.10
     min_gain_ms: float = 2.0
-    cost_tolerance: float = 0.20
-    cost_tolerance_ms: float = 2.0
+    cost_tolerance: float = 0.50
+    cost_tolerance_ms: float = 5.0
     exact_max_nodes: int = 12
     exact_max_steps: int = 100_000
 

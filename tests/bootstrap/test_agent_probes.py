@@ -45,7 +45,7 @@ def probe_unanswered(peer: PeerHealth, start: float, end: float) -> list[tuple[f
 
 
 def test_an_echo_request_is_checksummed_and_parses_back() -> None:
-    claim = StpClaim("8000.02aabbccddee", "1000.02aabbccdd00", 120)
+    claim = StpClaim("8000.02aabbccddee", "1000.02aabbccdd00", 120, settled=False)
     packet = agent.echo_request(0x1234, 7, claim.encode())
     assert agent.icmp_checksum(packet) == 0  # a correct checksum sums to zero over the whole message
     kind, ident, seq, payload = agent.parse_icmp(ipv4_packet(packet))
@@ -55,8 +55,9 @@ def test_an_echo_request_is_checksummed_and_parses_back() -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [b"", b"hello", agent.PROBE_TAG + b"8000.02aabbccddee 1000.02aabbccdd00", agent.PROBE_TAG + b"x y 1",
-     agent.PROBE_TAG + b"8000.02aabbccddee 1000.02aabbccdd00 -1", agent.PROBE_TAG],
+    [b"", b"hello", agent.PROBE_TAG + b"8000.02aabbccddee 1000.02aabbccdd00 1", agent.PROBE_TAG + b"x y 1 1",
+     agent.PROBE_TAG + b"8000.02aabbccddee 1000.02aabbccdd00 -1 1", agent.PROBE_TAG,
+     agent.PROBE_TAG + b"8000.02aabbccddee 1000.02aabbccdd00 1 2"],
 )  # fmt: skip
 def test_a_malformed_claim_is_ignored(payload: bytes) -> None:
     assert StpClaim.decode(payload) is None
@@ -181,6 +182,14 @@ def test_ports_that_hold_fresh_or_own_information_are_not_bounced() -> None:
 def test_a_root_port_whose_peer_lost_the_root_altogether_is_bounced() -> None:
     own = StpClaim(B, ROOT, 200)
     assert "now claims root" in agent.bounce_reason(port("forwarding", root_port=True), StpClaim(A, A, 0), own)
+
+
+def test_a_root_port_whose_peer_is_re_converging_is_bounced_but_not_one_whose_peer_is_just_costlier() -> None:
+    own = StpClaim(B, ROOT, 200)
+    reconverging = StpClaim(A, ROOT, 300, settled=False)
+    assert "lost its root port" in agent.bounce_reason(port("forwarding", root_port=True), reconverging, own)
+    costlier = StpClaim(A, ROOT, 300, settled=True)
+    assert agent.bounce_reason(port("forwarding", root_port=True), costlier, own) is None
 
 
 class Gate:

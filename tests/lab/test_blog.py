@@ -1,16 +1,27 @@
-"""The seed's five hosts: pi0 sits behind NAT, linked to rho only, and still reaches everyone."""
+"""The seed's five hosts: pi0 sits behind NAT, linked to rho only, and still reaches everyone; with
+the seed's settings US-to-Canada crosses the Atlantic, with privnet's it takes the direct wire."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
+from lab.core import Lab
+from lab.stp import ping_ms, tree_links, wait_settled
 from lab.testing import lab_fixture, require_lab
+from tests.lab.conftest import enroll_with
 
 pytestmark = [pytest.mark.lab, require_lab()]
 
-blog = lab_fixture("blog")
+bare_blog = lab_fixture("blog", enroll=False, name="bare_blog")
+PLAN_TIMEOUT = 60.0  # reports every 2 s, each end's RTTs, then a plan and the hosts' STP
+
+
+@pytest.fixture(scope="module")
+def blog(bare_blog: Lab) -> Lab:
+    return enroll_with(bare_blog)
 
 
 def test_the_nat_host_reaches_every_host_and_back(blog):
@@ -34,3 +45,32 @@ def test_pi0_has_only_its_link_to_rho(blog):
     assert blog.run("pi0", ["wg", "show", "wg0", "peers"]).stdout.split() == [
         blog.api().call("GET", "/api/v1/nodes/rho")["public_key"]
     ]
+
+
+def test_seed_settings_cross_the_atlantic_and_privnet_takes_the_direct_wire(blog, record_property):
+    hosts = blog.state["hosts"]
+    direct = ping_ms(blog, "epsilon", hosts["vorke"]["public_ip"])
+    blog.api().call("PATCH", "/api/v1/network", {"tree_mode": "seed"})
+    seed_tree = tree_links(wait_settled(blog, quiet_seconds=4, timeout=120))
+    seed = ping_ms(blog, "epsilon", hosts["vorke"]["overlay_ip"])
+
+    blog.api().call("PATCH", "/api/v1/network", {"tree_mode": "latency"})
+    deadline = time.monotonic() + PLAN_TIMEOUT
+    plan = blog.api().call("GET", "/api/v1/plan")
+    while time.monotonic() < deadline and len(plan["measurements"]) < 2 * 7:  # both ends of the 7 links
+        time.sleep(1)
+        plan = blog.api().call("GET", "/api/v1/plan")
+    privnet_tree = tree_links(wait_settled(blog, quiet_seconds=4, timeout=120))
+    privnet = ping_ms(blog, "epsilon", hosts["vorke"]["overlay_ip"])
+    plan = blog.api().call("GET", "/api/v1/plan")["plan"]
+    for name, value in (("direct", direct), ("seed", seed), ("privnet", privnet)):
+        record_property(f"epsilon_vorke_{name}_ms", value)
+    print(f"\nepsilon→vorke: direct {direct:.1f} ms, seed settings {seed:.1f} ms over {seed_tree}, "
+          f"privnet {privnet:.1f} ms over {privnet_tree} (root {plan['root']})")  # fmt: skip
+
+    assert ("epsilon", "vorke") not in seed_tree and seed > 2 * direct  # the seed's problem
+    assert ["epsilon", "vorke"] in plan["tree"] and ("epsilon", "vorke") in privnet_tree
+    assert privnet <= 1.3 * direct
+    assert sorted(tuple(link) for link in plan["tree"]) == privnet_tree  # STP built exactly the planned tree
+    link = blog.api().call("GET", "/api/v1/links/epsilon/vorke")
+    assert link["in_tree"] is True and "tree link" in link["cost_reason"]

@@ -378,7 +378,7 @@ def test_a_small_gain_keeps_the_tree_but_updates_costs():
     drift = {**rtt, link_key("bob", "rho"): 30.0}  # ×3, but no tree is 10 % better
     after = plan_for(drift, before)
     assert after.tree == before.tree
-    assert after.link("bob", "rho").cost == 300  # beyond the ±20 % cost tolerance: re-encoded
+    assert after.link("bob", "rho").cost == 300  # beyond the ±50 % cost tolerance: re-encoded
     assert_stp_builds_the_plan(after)
 
 
@@ -541,10 +541,10 @@ def test_a_kept_cost_says_what_is_measured_now():
     nodes, links = [PlanNode(name) for name in SEED_NODES], [PlanLink(a, b) for a, b in rtt]
     first = plan_tree(nodes, links, [m for m in measured(rtt) if (m.a, m.b) != link_key("vorke", "bob")])
     assert first.link("vorke", "bob").reason.startswith("backup: not measured")
-    second = plan_tree(nodes, links, measured(rtt), first)  # 85 ms is within 20 % of the 100 ms it encodes
+    second = plan_tree(nodes, links, measured(rtt), first)  # 85 ms is within 50 % of the 100 ms it encodes
     assert second.costs == first.costs
     assert second.link("vorke", "bob").reason == first.link("vorke", "bob").reason + (
-        "; now RTT 85.0 ms: cost kept (within ±20% or ±2 ms)"
+        "; now RTT 85.0 ms: cost kept (within ±50% or ±5 ms)"
     )
     third = plan_tree(nodes, links, measured(rtt), second)
     assert third.link("vorke", "bob").reason == second.link("vorke", "bob").reason  # said once
