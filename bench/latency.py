@@ -74,7 +74,8 @@ def overlay_rtts(lab: Lab) -> dict[tuple[str, str], float]:
     hosts = lab.state["hosts"]
     rtts = {}
     for a, b in itertools.combinations(sorted(hosts), 2):
-        rtt = ping_ms(lab, a, hosts[b]["overlay_ip"])
+        # The first ping to a host not heard from lately waits for ARP over the tree: ask twice.
+        rtt = ping_ms(lab, a, hosts[b]["overlay_ip"]) or ping_ms(lab, a, hosts[b]["overlay_ip"])
         if rtt is not None:
             rtts[(a, b)] = rtt
     return rtts
@@ -103,16 +104,33 @@ def outage_seconds(lab: Lab, a: str, b: str, recovery_timeout: float) -> float:
     return outage
 
 
+def plan_steady(lab: Lab, quiet_seconds: float, timeout: float = 120.0) -> None:
+    """Wait until the plan's costs and priorities stay the same for ``quiet_seconds`` (at once in seed mode)."""
+    deadline, last, since = time.monotonic() + timeout, None, time.monotonic()
+    while time.monotonic() < deadline:
+        plan = lab.api().call("GET", "/api/v1/plan")["plan"]
+        settings = plan and ([(link["a"], link["b"], link["cost"]) for link in plan["links"]],
+                             [(node["name"], node["priority"]) for node in plan["nodes"]])  # fmt: skip
+        if settings != last:
+            last, since = settings, time.monotonic()
+        elif time.monotonic() - since >= quiet_seconds or settings is None:
+            return
+        time.sleep(1)
+    raise TimeoutError("the plan kept changing")
+
+
 def measure(lab: Lab, label: str, settings: dict, quiet_seconds: float) -> Setting:
     print(f"-- {label}: {settings}", flush=True)
     lab.api().call("PATCH", "/api/v1/network", settings)
+    plan_steady(lab, quiet_seconds=3 * 2)  # three report intervals
     snapshot = wait_settled(lab, quiet_seconds)
     result = Setting(label, overlay_rtts(lab), tree_links(snapshot), root_host(lab, snapshot))
     print(f"   root {result.root}, tree {', '.join('–'.join(link) for link in result.tree)}", flush=True)
     recovery = 3 * (settings["stp_max_age"] + 2 * settings["stp_forward_delay"])
     for a, b in [link for link in result.tree if set(link) <= set(CORE)][:CUTS]:
         result.outages[(a, b)] = outage_seconds(lab, a, b, recovery)
-        print(f"   cut {a}–{b}: {result.outages[(a, b)]:.1f} s of pings lost", flush=True)
+        print(f"   cut {a}–{b}: {result.outages[(a, b)]:.1f} s without answers", flush=True)
+        plan_steady(lab, quiet_seconds=3 * 2)
         wait_settled(lab, quiet_seconds)
     return result
 

@@ -2019,6 +2019,8 @@ class PeerHealth:
         self.deaths.append(now)
         self.holddown = min(HOLDDOWN_SECONDS * 2 ** (len(self.deaths) - 1), MAX_HOLDDOWN_SECONDS)
         self.pending.clear()
+        while self.outcomes and not self.outcomes[-1]:  # the silence that killed it is an outage, not loss
+            self.outcomes.pop()
         return self._become("down", now, why)
 
     def _become(self, state: str, now: float, why: str) -> str:

@@ -87,6 +87,7 @@ def test_a_silent_peer_is_dead_after_a_second_and_returns_after_its_hold_down() 
     seen = probe_unanswered(peer, now, now + 3.0)
     died_at, state, why = seen[0]
     assert state == "down" and why.startswith("no answer for")
+    assert peer.loss == 0  # the silence that killed it, and every probe while it is dead, is no loss
     last_answer = now - INTERVAL + 0.02
     assert agent.DEAD_AFTER_SECONDS < died_at - last_answer <= agent.DEAD_AFTER_SECONDS + 2 * INTERVAL
     # Back: held down for HOLDDOWN_SECONDS of unbroken answers, then up.
