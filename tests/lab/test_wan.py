@@ -136,6 +136,10 @@ def test_loss_is_roughly_honoured(blog):
 
 
 def test_jitter_spreads_rtt_around_the_same_median(blog):
+    # The baseline, measured just before under the same load: a busy 2-core machine delays the
+    # user-space emulator by a millisecond or more, with or without jitter.
+    baseline = statistics.median(ping_times(blog, "bob", "192.0.2.2", count=30, interval=0.03))
+    assert abs(baseline - 10) <= 2.5
     blog.wan().set("bob", "rho", jitter_ms=4)
     try:
         times = ping_times(blog, "bob", "192.0.2.2", count=30, interval=0.03)
@@ -143,7 +147,7 @@ def test_jitter_spreads_rtt_around_the_same_median(blog):
         blog.wan().set("bob", "rho", jitter_ms=0)
     assert len(times) == 30
     assert max(times) - min(times) > 3
-    assert abs(statistics.median(times) - 10) <= 2.5
+    assert abs(statistics.median(times) - baseline) <= 2.0
 
 
 def test_set_rtt_changes_a_pair(blog):
