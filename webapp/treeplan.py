@@ -36,7 +36,8 @@ Rules:
   exceeds 65535 the scale shrinks (scale × 65535 / largest, repeated; at worst every tree link costs
   1 and the bound is the tree depth). Pinned costs are used as they are; if they make STP build
   another tree, the plan reports STP's tree and a warning.
-- **Hysteresis** (``previous``): the previous tree stays while it still spans the enabled links,
+- **Hysteresis** (``previous``, unless it planned a link at a default RTT that is measured now):
+  the previous tree stays while it still spans the enabled links,
   unless the best tree's objective is lower by more than ``margin`` (10 %) *and* by ``min_gain_ms``
   (2 ms) per node pair; a root or backup root stays unless the new centre's mean is lower by the same
   margins. Since 0.95 / 1.05 > 0.90, RTT noise of ±5 % can never move the tree off the one that is
@@ -152,6 +153,7 @@ class LinkPlan:
     reason: str
     planning_rtt_ms: float | None = None  # the RTT the cost encodes; None for a disabled link
     pinned: bool = False  # the cost is the admin's
+    measured: bool = True  # False: planned at a default RTT, no agent had measured it
 
     @property
     def key(self) -> LinkKey:
@@ -240,6 +242,7 @@ class TreePlan:
                     "reason": link.reason,
                     "planning_rtt_ms": link.planning_rtt_ms,
                     "pinned": link.pinned,
+                    "measured": link.measured,
                 }
                 for link in self.links
             ],
@@ -264,6 +267,7 @@ class TreePlan:
                     link["reason"],
                     link["planning_rtt_ms"],
                     link["pinned"],
+                    link.get("measured", True),  # plans stored before the field existed
                 )
                 for link in data["links"]
             ),
@@ -773,8 +777,8 @@ def _validate(nodes: list[PlanNode], links: list[PlanLink]) -> None:
 
 def _planning_rtts(
     links: list[PlanLink], measurements: Iterable[LinkMeasurement], settings: PlanSettings
-) -> tuple[dict[LinkKey, float], dict[LinkKey, str]]:
-    """Planning RTT per enabled link and how it was derived."""
+) -> tuple[dict[LinkKey, float], dict[LinkKey, str], set[LinkKey]]:
+    """Planning RTT per enabled link, how it was derived, and the links no agent measured."""
     samples: dict[LinkKey, list[LinkMeasurement]] = {}
     for measurement in measurements:
         samples.setdefault(link_key(measurement.a, measurement.b), []).append(measurement)
@@ -799,7 +803,7 @@ def _planning_rtts(
         rtt[key] = default
         source = "default" if default == settings.default_rtt_ms else "the slowest measured link"
         why[key] = f"not measured: planned as {_ms(default)} ({source})"
-    return rtt, why
+    return rtt, why, set(unmeasured)
 
 
 def _spans(tree: frozenset[LinkKey], parts: list[_Part]) -> bool:
@@ -992,7 +996,12 @@ def plan_tree(
     link_list = sorted(links, key=lambda link: link.key)
     _validate(node_list, link_list)
     pins = {node.name: node for node in node_list}
-    rtt, rtt_why = _planning_rtts(link_list, measurements, settings)
+    rtt, rtt_why, unmeasured = _planning_rtts(link_list, measurements, settings)
+    # A plan that guessed a link's RTT which is measured now is no decision to hold on to: the first
+    # plans, made before the agents reported, would otherwise keep a tree up to 10 % worse.
+    guessed = {link.key for link in previous.links if not link.measured} if previous is not None else set()
+    if guessed - unmeasured:
+        previous = None
     parts = _parts(pins, rtt, rtt)
     pairs = sum(len(part.names) * (len(part.names) - 1) // 2 for part in parts)
 
@@ -1105,6 +1114,7 @@ def plan_tree(
                     link_reason[link.key],
                     link_rtt[link.key],
                     link.key in pinned_cost,
+                    link.key not in unmeasured,
                 )
             )
         else:

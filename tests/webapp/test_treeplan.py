@@ -536,11 +536,22 @@ def test_from_dict_is_the_exact_inverse_of_to_dict():
     assert plan_tree(nodes, links, measured(rtt), again) == plans[1]
 
 
+def test_a_plan_that_guessed_rtts_is_not_held_once_they_are_measured():
+    rtt = seed_world()
+    nodes, links = [PlanNode(name) for name in SEED_NODES], [PlanLink(a, b) for a, b in rtt]
+    guessed = plan_tree(nodes, links, [])  # before any agent reported: every link at the default RTT
+    assert not any(link.measured for link in guessed.links)
+    plan = plan_tree(nodes, links, measured(rtt), guessed)
+    assert plan.objective_ms == pytest.approx(brute_force_mrct(rtt))  # the best tree, not the guessed one
+    assert all(link.measured for link in plan.links)
+    assert TreePlan.from_dict(plan.to_dict()) == plan
+
+
 def test_a_kept_cost_says_what_is_measured_now():
     rtt = seed_world()
     nodes, links = [PlanNode(name) for name in SEED_NODES], [PlanLink(a, b) for a, b in rtt]
-    first = plan_tree(nodes, links, [m for m in measured(rtt) if (m.a, m.b) != link_key("vorke", "bob")])
-    assert first.link("vorke", "bob").reason.startswith("backup: not measured")
+    first = plan_tree(nodes, links, measured({**rtt, link_key("vorke", "bob"): 100.0}))
+    assert first.link("vorke", "bob").reason.startswith("backup: RTT 100.0 ms")
     second = plan_tree(nodes, links, measured(rtt), first)  # 85 ms is within 50 % of the 100 ms it encodes
     assert second.costs == first.costs
     assert second.link("vorke", "bob").reason == first.link("vorke", "bob").reason + (
