@@ -80,8 +80,16 @@ def root_host(lab: Lab, snapshot: Snapshot, bridge: str = BRIDGE) -> str | None:
     return None
 
 
-def ping_ms(lab: Lab, source: str, address: str, count: int = 5) -> float | None:
-    """The median RTT of ``count`` pings from ``source`` to ``address``, ms; None if none came back."""
+def ping_ms(lab: Lab, source: str, address: str, count: int = 5, reachable_within: float = 0.0) -> float | None:
+    """The median RTT of ``count`` pings from ``source`` to ``address``, ms; None if none came back.
+
+    ``reachable_within``: first wait up to this long for one answer. Right after STP settles the
+    bridges may still hold forwarding entries for the old tree (aged out after forward delay).
+    """
+    deadline = time.monotonic() + reachable_within
+    probe = ["ping", "-n", "-q", "-c", "1", "-W", "1", address]
+    while time.monotonic() < deadline and lab.run(source, probe, check=False).returncode != 0:
+        time.sleep(0.5)
     result = lab.run(source, ["ping", "-n", "-c", str(count), "-i", "0.2", "-W", "2", address], check=False)
     times = [float(line.split("time=")[1].split()[0]) for line in result.stdout.splitlines() if "time=" in line]
     return statistics.median(times) if times else None

@@ -49,10 +49,10 @@ def test_pi0_has_only_its_link_to_rho(blog):
 
 def test_seed_settings_cross_the_atlantic_and_privnet_takes_the_direct_wire(blog, record_property):
     hosts = blog.state["hosts"]
-    direct = ping_ms(blog, "epsilon", hosts["vorke"]["public_ip"])
+    direct = ping_ms(blog, "epsilon", hosts["vorke"]["public_ip"], reachable_within=20)
     blog.api().call("PATCH", "/api/v1/network", {"tree_mode": "seed"})
     seed_tree = tree_links(wait_settled(blog, quiet_seconds=4, timeout=120))
-    seed = ping_ms(blog, "epsilon", hosts["vorke"]["overlay_ip"])
+    seed = ping_ms(blog, "epsilon", hosts["vorke"]["overlay_ip"], reachable_within=20)
 
     blog.api().call("PATCH", "/api/v1/network", {"tree_mode": "latency"})
     deadline = time.monotonic() + PLAN_TIMEOUT
@@ -61,8 +61,9 @@ def test_seed_settings_cross_the_atlantic_and_privnet_takes_the_direct_wire(blog
         time.sleep(1)
         plan = blog.api().call("GET", "/api/v1/plan")
     privnet_tree = tree_links(wait_settled(blog, quiet_seconds=4, timeout=120))
-    privnet = ping_ms(blog, "epsilon", hosts["vorke"]["overlay_ip"])
+    privnet = ping_ms(blog, "epsilon", hosts["vorke"]["overlay_ip"], reachable_within=20)
     plan = blog.api().call("GET", "/api/v1/plan")["plan"]
+    assert None not in (direct, seed, privnet), (direct, seed, privnet)
     for name, value in (("direct", direct), ("seed", seed), ("privnet", privnet)):
         record_property(f"epsilon_vorke_{name}_ms", value)
     print(f"\nepsilon→vorke: direct {direct:.1f} ms, seed settings {seed:.1f} ms over {seed_tree}, "
