@@ -124,10 +124,14 @@ def _info(msg: Any, key: str) -> Any:
 class BridgeReader:
     """The bridge and its VXLAN ports as the kernel reports them, read with pyroute2."""
 
-    def read(self, bridge_name: str) -> tuple[dict | None, list[dict]]:
-        """``(bridge, ports)``; ``(None, [])`` when there is no bridge of that name."""
-        with IPRoute() as ipr:
-            links = list(ipr.get_links())
+    def read(self, bridge_name: str, links: list | None = None) -> tuple[dict | None, list[dict]]:
+        """``(bridge, ports)``; ``(None, [])`` when there is no bridge of that name.
+
+        ``links``: a link dump already made (``ipr.get_links()``); read now when None.
+        """
+        if links is None:
+            with IPRoute() as ipr:
+                links = list(ipr.get_links())
         bridge_msg = next(
             (m for m in links if _attr(m, "IFLA_IFNAME") == bridge_name and _info(m, "IFLA_INFO_KIND") == "bridge"),
             None,
@@ -2052,36 +2056,29 @@ class PortView:
 
 
 def read_bridge_view(ipr: Any, bridge_name: str) -> tuple[StpClaim | None, dict[str, PortView]]:
-    """This bridge's own claim and its VXLAN ports, from one link dump."""
+    """This bridge's own claim and its VXLAN ports, from one link dump (read as the report reads them)."""
     links = list(ipr.get_links())
-    bridge = next(
-        (m for m in links if _attr(m, "IFLA_IFNAME") == bridge_name and _info(m, "IFLA_INFO_KIND") == "bridge"), None
-    )
+    bridge, ports = BridgeReader().read(bridge_name, links)
     if bridge is None:
         return None, {}
-    data = _info(bridge, "IFLA_INFO_DATA")
-    bridge_id = format_bridge_id(_attr(data, "IFLA_BR_BRIDGE_ID"))
-    root = format_bridge_id(_attr(data, "IFLA_BR_ROOT_ID"))
-    root_port = _attr(data, "IFLA_BR_ROOT_PORT") or 0
-    ports = {}
-    for msg in links:
-        if _attr(msg, "IFLA_MASTER") != bridge["index"] or _info(msg, "IFLA_INFO_KIND") != "vxlan":
-            continue
-        slave = _info(msg, "IFLA_INFO_SLAVE_DATA")
-        name = _attr(msg, "IFLA_IFNAME")
-        ports[name] = PortView(
-            name=name,
-            up=bool(msg["flags"] & 1),
-            state=PORT_STATES.get(_attr(slave, "IFLA_BRPORT_STATE"), "disabled"),
-            designated_root=format_bridge_id(_attr(slave, "IFLA_BRPORT_ROOT_ID")),
-            designated_bridge=format_bridge_id(_attr(slave, "IFLA_BRPORT_BRIDGE_ID")),
-            designated_cost=_attr(slave, "IFLA_BRPORT_DESIGNATED_COST"),
-            root_port=root_port != 0 and _attr(slave, "IFLA_BRPORT_NO") == root_port,
+    up = {_attr(msg, "IFLA_IFNAME"): bool(msg["flags"] & 1) for msg in links}  # IFF_UP
+    root_port = bridge["root_port"] or 0
+    views = {
+        port["name"]: PortView(
+            name=port["name"],
+            up=up[port["name"]],
+            state=port["state"],
+            designated_root=port["designated_root"],
+            designated_bridge=port["designated_bridge"],
+            designated_cost=port["designated_cost"],
+            root_port=root_port != 0 and port["port_no"] == root_port,
         )
-    if not bridge_id or not root:
-        return None, ports
-    settled = root_port == 0 or any(port.root_port and port.state == "forwarding" for port in ports.values())
-    return StpClaim(bridge_id, root, _attr(data, "IFLA_BR_ROOT_PATH_COST") or 0, settled), ports
+        for port in ports
+    }
+    if not bridge["bridge_id"] or not bridge["designated_root"]:
+        return None, views
+    settled = root_port == 0 or any(port.root_port and port.state == "forwarding" for port in views.values())
+    return StpClaim(bridge["bridge_id"], bridge["designated_root"], bridge["root_path_cost"] or 0, settled), views
 
 
 def bounce_reason(port: PortView, claim: StpClaim | None, own: StpClaim | None) -> str | None:
